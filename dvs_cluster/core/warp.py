@@ -1,0 +1,74 @@
+"""The one warp of the flow path, shared by training targets and run time.
+
+Flow convention used everywhere in dvs_cluster: a float32 array of shape (2, h, w), channel 0 = dx,
+channel 1 = dy, *backward* flow on the grid of the current frame: the content at pixel (x, y) of the
+current frame was at (x + dx, y + dy) in the key frame. Warping therefore samples the key at
+(x + dx, y + dy) (bilinear, OpenCV ``remap``), and positions outside the key are clamped to its border.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+# cv2.remap handles at most 4 channels per call in all OpenCV builds we ship against.
+_CV_MAX_CHANNELS = 4
+
+
+def sampling_maps(flow: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Absolute sampling coordinates (map_x, map_y) for ``cv2.remap`` from a backward flow."""
+    if flow.ndim != 3 or flow.shape[0] != 2:
+        raise ValueError(f"flow must have shape (2, h, w), got {flow.shape}")
+    h, w = flow.shape[1:]
+    gx = np.arange(w, dtype=np.float32)[None, :]
+    gy = np.arange(h, dtype=np.float32)[:, None]
+    map_x = np.ascontiguousarray(flow[0] + gx, dtype=np.float32)
+    map_y = np.ascontiguousarray(flow[1] + gy, dtype=np.float32)
+    return map_x, map_y
+
+
+def warp(key: FloatArray, flow: FloatArray) -> FloatArray:
+    """Bilinear backward warp of channel-first ``key`` (C, h, w) by ``flow`` (2, h, w).
+
+    Used for key logits (the flow path) and anything else defined on the key grid.
+    """
+    if key.ndim != 3:
+        raise ValueError(f"key must have shape (C, h, w), got {key.shape}")
+    if key.shape[1:] != flow.shape[1:]:
+        raise ValueError(f"key grid {key.shape[1:]} differs from flow grid {flow.shape[1:]}")
+    map_x, map_y = sampling_maps(flow)
+    src = np.ascontiguousarray(key.transpose(1, 2, 0), dtype=np.float32)  # (h, w, C)
+    c = src.shape[2]
+    parts = []
+    for s in range(0, c, _CV_MAX_CHANNELS):
+        chunk = np.ascontiguousarray(src[:, :, s : s + _CV_MAX_CHANNELS])
+        res = cv2.remap(
+            chunk, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        parts.append(res.reshape(res.shape[0], res.shape[1], -1))
+    return np.ascontiguousarray(np.concatenate(parts, axis=2).transpose(2, 0, 1))
+
+
+def warp_labels(labels: npt.NDArray[np.uint8], flow: FloatArray) -> npt.NDArray[np.uint8]:
+    """Nearest-neighbour backward warp of a label map (h, w); used for ground-truth checks."""
+    if labels.shape != flow.shape[1:]:
+        raise ValueError(f"labels {labels.shape} differ from flow grid {flow.shape[1:]}")
+    map_x, map_y = sampling_maps(flow)
+    out: npt.NDArray[np.uint8] = cv2.remap(
+        labels, map_x, map_y, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
+    )
+    return out
+
+
+def resize_flow(flow: FloatArray, height: int, width: int) -> FloatArray:
+    """Resample a flow field to another grid, scaling the vectors with the grid."""
+    h, w = flow.shape[1:]
+    sx, sy = width / w, height / h
+    out = np.empty((2, height, width), dtype=np.float32)
+    interp = cv2.INTER_AREA if (height < h and width < w) else cv2.INTER_LINEAR
+    out[0] = cv2.resize(flow[0], (width, height), interpolation=interp) * sx
+    out[1] = cv2.resize(flow[1], (width, height), interpolation=interp) * sy
+    return out

@@ -1,0 +1,1 @@
+"""train layer of dvs_cluster."""

@@ -1,0 +1,43 @@
+"""Build for both worlds: `pip install .` (no ROS) and `colcon build` (ament_python)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "dvs_cluster"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    description="Distributed dynamic video segmentation (DVSNet) on a cluster of embedded boards",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dvs_cluster", "dvs_cluster.*"]),
+    package_data={package_name: ["py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/models", glob("models/*.onnx") + glob("models/*.md")),
+        ("share/" + package_name + "/msg", glob("msg/*.msg")),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+    ],
+    install_requires=[
+        "numpy>=1.23",
+        "opencv-python-headless>=4.8",
+        "onnxruntime>=1.16",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        # Training only; the runtime never imports torch. 2.13.0 is the CPU build cached on our machines.
+        "train": ["torch==2.13.0", "onnx>=1.15"],
+        "plot": ["matplotlib>=3.7"],
+        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "types-PyYAML", "matplotlib>=3.7", "scipy>=1.10"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "dvs-cluster = dvs_cluster.cli:main",
+        ],
+    },
+)
