@@ -1,0 +1,147 @@
+"""
+Accuracy and speed metrics: confusion-matrix mIoU, latency statistics, fps, path mix.
+
+Pure numpy (bincount) so the engine can score every frame without slowing down.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from dvs_cluster.core.classes import IGNORE_LABEL, NUM_CLASSES
+
+
+def confusion_matrix(
+    pred: npt.NDArray[np.integer], gt: npt.NDArray[np.integer], num_classes: int = NUM_CLASSES
+) -> npt.NDArray[np.int64]:
+    """
+    (num_classes, num_classes) counts, rows = ground truth, cols = prediction; GT 255 ignored.
+
+    Predictions outside 0..num_classes-1 on valid GT pixels count as wrong (they land in no column but
+    still add to the GT row total via :class:`ConfusionMatrix`).
+    """
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ")
+    g = gt.reshape(-1).astype(np.int64)
+    p = pred.reshape(-1).astype(np.int64)
+    valid = (g != IGNORE_LABEL) & (g >= 0) & (g < num_classes) & (p >= 0) & (p < num_classes)
+    idx = g[valid] * num_classes + p[valid]
+    return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+class ConfusionMatrix:
+    """Accumulates a confusion matrix over frames; IoU per class, mIoU over the classes present."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+        self.num_classes = num_classes
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        # GT pixels whose prediction was out of range: false negatives not in any column.
+        self._missed = np.zeros(num_classes, dtype=np.int64)
+
+    def update(self, pred: npt.NDArray[np.integer], gt: npt.NDArray[np.integer]) -> None:
+        """Add one frame (or region)."""
+        self.matrix += confusion_matrix(pred, gt, self.num_classes)
+        g = gt.reshape(-1)
+        p = pred.reshape(-1).astype(np.int64)
+        bad = (g != IGNORE_LABEL) & (g < self.num_classes) & ((p < 0) | (p >= self.num_classes))
+        if bad.any():
+            self._missed += np.bincount(g[bad].astype(np.int64), minlength=self.num_classes)
+
+    def classes_present(self) -> npt.NDArray[np.int64]:
+        """The trainIds that occur in the ground truth so far."""
+        return np.flatnonzero(self.matrix.sum(axis=1) + self._missed > 0)
+
+    def iou(self) -> npt.NDArray[np.float64]:
+        """IoU per class in 0..1; NaN for classes absent from the ground truth."""
+        tp = np.diag(self.matrix).astype(np.float64)
+        gt_total = self.matrix.sum(axis=1) + self._missed
+        union = gt_total + self.matrix.sum(axis=0) - tp
+        out = np.full(self.num_classes, np.nan)
+        present = gt_total > 0
+        out[present] = tp[present] / union[present]
+        return out
+
+    def miou(self) -> float:
+        """Mean IoU in percent (0..100) over the classes present in the ground truth; NaN if none."""
+        iou = self.iou()
+        if np.all(np.isnan(iou)):
+            return float("nan")
+        return float(np.nanmean(iou) * 100.0)
+
+    def pixel_accuracy(self) -> float:
+        """Share of valid GT pixels predicted right, in percent."""
+        total = self.matrix.sum() + self._missed.sum()
+        return float(np.trace(self.matrix) / total * 100.0) if total else float("nan")
+
+
+def miou(pred: npt.NDArray[np.integer], gt: npt.NDArray[np.integer], num_classes: int = NUM_CLASSES) -> float:
+    """Return the mIoU (percent) of a single prediction."""
+    cm = ConfusionMatrix(num_classes)
+    cm.update(pred, gt)
+    return cm.miou()
+
+
+def summarize(values: Iterable[float]) -> dict[str, float]:
+    """Summary (mean, p50, p99, max, n) of a list of latencies (ms)."""
+    a = np.asarray(list(values), dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0, "mean": float("nan"), "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    return {
+        "n": int(a.size),
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
+
+
+class LatencyRecorder:
+    """Per-stage latency samples in milliseconds."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+
+    def add(self, stage: str, ms: float) -> None:
+        self.samples[stage].append(float(ms))
+
+    def add_all(self, timings_ms: dict[str, float], prefix: str = "") -> None:
+        """Add every stage of a timings dict (e.g. a RegionOutcome's)."""
+        for k, v in timings_ms.items():
+            self.add(prefix + k, v)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {k: summarize(v) for k, v in sorted(self.samples.items())}
+
+
+def fps(frames: int, seconds: float) -> float:
+    """Frames per second (0 for an empty run)."""
+    return frames / seconds if seconds > 0 else 0.0
+
+
+class PathMix:
+    """Counts of segmentation vs flow region steps."""
+
+    def __init__(self) -> None:
+        self.seg = 0
+        self.flow = 0
+
+    def add(self, path: str) -> None:
+        if path == "seg":
+            self.seg += 1
+        elif path == "flow":
+            self.flow += 1
+        else:
+            raise ValueError(f"unknown path {path!r}")
+
+    @property
+    def total(self) -> int:
+        return self.seg + self.flow
+
+    @property
+    def seg_fraction(self) -> float:
+        """Share of region steps that ran the segmentation net (0..1)."""
+        return self.seg / self.total if self.total else 0.0

@@ -1,0 +1,110 @@
+"""
+Decision policies: which path (segmentation or flow) a region takes at a timestep.
+
+Pure and tiny so Single, the slaves and the benchmarks share them. A policy either needs the decision
+network's score (``uses_score``: the flow net and DN run first, as in DVSNet) or decides from the key age
+alone (fixed interval, always-seg), which saves the DN / flow net when the answer is seg.
+The processor calls :meth:`decide` only when a key exists (no key -> seg), then :meth:`observe` with
+the path actually taken.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+Path = Literal["seg", "flow"]
+
+
+class DecisionPolicy(Protocol):
+    """What the region processor needs from a policy."""
+
+    name: str
+    uses_score: bool
+
+    def decide(self, region: int, key_age: int, score: float | None) -> Path:
+        """Path for a region whose key is ``key_age`` frames old (``score`` given iff ``uses_score``)."""
+        ...
+
+    def observe(self, region: int, path: Path) -> None:
+        """Record the path taken (stateful policies adapt here)."""
+        ...
+
+
+class DVSNetPolicy:
+    """
+    DVSNet's rule: DN score below the threshold -> segmentation path (thresholds on 0..100).
+
+    ``dynamic=True`` adapts a per-region threshold as in DVSNet: -1 after each segmentation step,
+    +0.1 after each flow step (clamped to 0..100), starting at ``threshold``.
+    """
+
+    uses_score = True
+
+    def __init__(self, threshold: float = 90.0, dynamic: bool = False) -> None:
+        self.threshold = float(threshold)
+        self.dynamic = dynamic
+        self.name = f"DVSNet(t={self.threshold:g}{', dynamic' if dynamic else ''})"
+        self._thresholds: dict[int, float] = {}
+
+    def threshold_for(self, region: int) -> float:
+        """Current threshold of a region (the static one unless dynamic)."""
+        return self._thresholds.get(region, self.threshold)
+
+    def decide(self, region: int, key_age: int, score: float | None) -> Path:
+        if score is None:
+            raise ValueError("DVSNetPolicy needs the decision network's score")
+        return "seg" if score < self.threshold_for(region) else "flow"
+
+    def observe(self, region: int, path: Path) -> None:
+        if not self.dynamic:
+            return
+        th = self.threshold_for(region) + (-1.0 if path == "seg" else 0.1)
+        self._thresholds[region] = min(100.0, max(0.0, th))
+
+
+class FixedIntervalPolicy:
+    """A new key every ``k`` frames (seg when the key is ``k`` or more frames old), no DN."""
+
+    uses_score = False
+
+    def __init__(self, k: int) -> None:
+        if k < 1:
+            raise ValueError(f"interval must be >= 1, got {k}")
+        self.k = k
+        self.name = f"Fixed{k}"
+
+    def decide(self, region: int, key_age: int, score: float | None) -> Path:
+        return "seg" if key_age >= self.k else "flow"
+
+    def observe(self, region: int, path: Path) -> None:
+        return None
+
+
+class SegPathPolicy:
+    """Always the segmentation path: the accuracy reference (every region, every frame)."""
+
+    uses_score = False
+    name = "SegPath"
+
+    def decide(self, region: int, key_age: int, score: float | None) -> Path:
+        return "seg"
+
+    def observe(self, region: int, path: Path) -> None:
+        return None
+
+
+def make_policy(spec: str, threshold: float = 90.0, dynamic: bool = False) -> DecisionPolicy:
+    """Policy from a CLI name: ``dvsnet`` | ``dynamic`` | ``fixedK`` (e.g. ``fixed5``) | ``segpath``."""
+    s = spec.strip().lower()
+    if s in ("dvsnet", "single"):
+        return DVSNetPolicy(threshold, dynamic=dynamic)
+    if s == "dynamic":
+        return DVSNetPolicy(threshold, dynamic=True)
+    if s in ("segpath", "seg"):
+        return SegPathPolicy()
+    if s.startswith("fixed"):
+        try:
+            return FixedIntervalPolicy(int(s[5:]))
+        except ValueError:
+            pass
+    raise ValueError(f"unknown policy {spec!r} (use dvsnet, dynamic, segpath or fixedK, e.g. fixed5)")

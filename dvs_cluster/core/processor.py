@@ -1,0 +1,171 @@
+"""
+The region-level DVSNet step, shared by Single and the slaves.
+
+Given a region crop and its key (or none), choose the path and produce the region's segmentation:
+
+- no key -> segmentation path (first frame);
+- score-based policy: flow net (key, current) -> DN score -> policy; flow path = warp the key logits
+  with the predicted flow (``core.warp.warp``), upsample bilinearly to the region, argmax;
+- age-based policy: decide first, run only the nets the chosen path needs.
+
+The models are a Protocol so this module never imports onnxruntime (tests plug fakes in).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from dvs_cluster.core.keys import KeyBuffer, KeyFrame
+from dvs_cluster.core.policy import DecisionPolicy, Path
+from dvs_cluster.core.warp import warp
+
+UInt8Array = npt.NDArray[np.uint8]
+FloatArray = npt.NDArray[np.float32]
+
+#: Output stride of the segmentation and flow nets (logits and flow live on a 1/4 grid).
+STRIDE = 4
+
+
+class Models(Protocol):
+    """The three nets, one region at a time (no batch axis); see the model I/O contract in DESIGN.md."""
+
+    def seg(self, image: UInt8Array) -> FloatArray:
+        """(h, w, 3) uint8 RGB -> logits (C, ceil(h/4), ceil(w/4))."""
+        ...
+
+    def flow(self, key: UInt8Array, current: UInt8Array) -> tuple[FloatArray, FloatArray]:
+        """Key and current crops -> (backward flow (2, ceil(h/4), ceil(w/4)), features (64, 4, 8))."""
+        ...
+
+    def dn(self, features: FloatArray) -> float:
+        """Flow features -> predicted flow-path accuracy (0..100)."""
+        ...
+
+
+def logit_grid(height: int, width: int) -> tuple[int, int]:
+    """Size (h, w) of the 1/4 logit grid of a ``height`` x ``width`` region."""
+    return -(-height // STRIDE), -(-width // STRIDE)
+
+
+def upsample_logits(logits: FloatArray, height: int, width: int) -> FloatArray:
+    """
+    Bilinear x4 upsampling of (C, h, w) logits, cropped to the region: returns (height, width, C).
+
+    Scaling by exactly the stride then cropping keeps pixel centres aligned for sizes not divisible
+    by 4. Channel-last because OpenCV resizes all channels in one pass.
+    """
+    c, h, w = logits.shape
+    hwc = np.ascontiguousarray(logits.transpose(1, 2, 0))
+    up = np.asarray(cv2.resize(hwc, (w * STRIDE, h * STRIDE), interpolation=cv2.INTER_LINEAR), np.float32)
+    out: FloatArray = up.reshape(h * STRIDE, w * STRIDE, c)[:height, :width]
+    return out
+
+
+def labels_from_logits(logits: FloatArray, height: int, width: int) -> tuple[UInt8Array, FloatArray]:
+    """(labels uint8 (height, width), confidence = max logit float32 (height, width))."""
+    up = upsample_logits(logits, height, width)
+    labels = np.argmax(up, axis=2).astype(np.uint8)
+    conf = np.max(up, axis=2).astype(np.float32, copy=False)
+    return labels, conf
+
+
+@dataclass
+class RegionOutcome:
+    """Result of one region step; ``key`` is set iff the segmentation path ran (the new key)."""
+
+    region: int
+    timestep: int
+    path: Path
+    score: float | None
+    logits: FloatArray  # (C, h/4, w/4)
+    labels: UInt8Array  # (h, w) at the region's (padded) size
+    confidence: FloatArray  # (h, w) max logit, for the overlap merge
+    key: KeyFrame | None
+    key_timestep: int | None  # key used by the flow path (or offered to the DN); None if no key
+    timings_ms: dict[str, float] = field(default_factory=dict)  # stages that ran: flow, dn, seg, warp
+
+    @property
+    def total_ms(self) -> float:
+        return float(sum(self.timings_ms.values()))
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class RegionProcessor:
+    """Runs the DVSNet region step with the given models and decision policy."""
+
+    def __init__(self, models: Models, policy: DecisionPolicy) -> None:
+        self.models = models
+        self.policy = policy
+
+    def process(self, region: int, timestep: int, image: UInt8Array, key: KeyFrame | None) -> RegionOutcome:
+        """One region at one timestep; does not touch any buffer (the caller stores ``outcome.key``)."""
+        h, w = image.shape[:2]
+        timings: dict[str, float] = {}
+        score: float | None = None
+        flow: FloatArray | None = None
+        if key is None:
+            path: Path = "seg"
+        else:
+            if key.image.shape != image.shape:
+                raise ValueError(f"region {region}: key is {key.image.shape}, current is {image.shape}")
+            age = timestep - key.timestep
+            if self.policy.uses_score:
+                t0 = time.perf_counter()
+                flow, features = self.models.flow(key.image, image)
+                timings["flow"] = _ms(t0)
+                t0 = time.perf_counter()
+                score = float(self.models.dn(features))
+                timings["dn"] = _ms(t0)
+                path = self.policy.decide(region, age, score)
+            else:
+                path = self.policy.decide(region, age, None)
+        new_key: KeyFrame | None = None
+        if path == "seg":
+            t0 = time.perf_counter()
+            logits = self.models.seg(image)
+            timings["seg"] = _ms(t0)
+            t0 = time.perf_counter()
+            labels, conf = labels_from_logits(logits, h, w)
+            timings["upsample"] = _ms(t0)
+            new_key = KeyFrame(timestep=timestep, image=np.ascontiguousarray(image), logits=logits)
+        else:
+            assert key is not None
+            if flow is None:
+                t0 = time.perf_counter()
+                flow, _ = self.models.flow(key.image, image)
+                timings["flow"] = _ms(t0)
+            t0 = time.perf_counter()
+            logits = warp(key.logits, flow)
+            timings["warp"] = _ms(t0)
+            t0 = time.perf_counter()
+            labels, conf = labels_from_logits(logits, h, w)
+            timings["upsample"] = _ms(t0)
+        self.policy.observe(region, path)
+        return RegionOutcome(
+            region=region,
+            timestep=timestep,
+            path=path,
+            score=score,
+            logits=logits,
+            labels=labels,
+            confidence=conf,
+            key=new_key,
+            key_timestep=None if key is None else key.timestep,
+            timings_ms=timings,
+        )
+
+    def step(self, region: int, timestep: int, image: UInt8Array, buffer: KeyBuffer) -> RegionOutcome:
+        """:meth:`process` with the key taken from, and a new key stored into, ``buffer``."""
+        outcome = self.process(region, timestep, image, buffer.get(region))
+        if outcome.key is not None:
+            buffer.put(region, outcome.key)
+        return outcome
