@@ -1,0 +1,358 @@
+"""
+The master's workload manager: region queue, dynamic scheduling, per-slave key tables, key forwarding.
+
+Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit-tested:
+
+- **Queue**: a frame is submitted as ``num_regions`` jobs. The head of the queue is the lowest pending
+  region of the oldest frame; it goes to an available slave (one with fewer than ``max_in_flight`` tasks
+  in flight that has not timed out).
+- **Bounded queue, newest frame wins**: at most ``max_queued_frames`` frames wait with undispatched jobs.
+  Submitting beyond that drops the oldest frame none of whose regions has been dispatched yet (counted
+  in :attr:`WorkloadManager.dropped`); if every waiting frame is already partly dispatched, the new
+  frame is the one dropped.
+- **Re-dispatch**: jobs in flight on a slave that leaves (:meth:`remove_slave`) or that exceed
+  ``timeout_s`` (:meth:`expire`) go back to the queue with ``attempt + 1``; a timed-out slave is
+  *suspect* and gets no new work until it answers again.
+- **Duplicates**: the first result for a (frame, region) wins; later ones (a slow slave answering after
+  its job was re-dispatched, a dropped frame) are rejected and counted.
+- **Keys**: a :class:`KeyTable` per slave mirrors the timesteps in its local key buffer; the global key
+  timesteps mirror the master's global key buffer (newest wins in both). When a job is dispatched,
+  :func:`should_forward` decides whether the newest global key rides along with the task.
+- **Key affinity** (option): among available slaves prefer the one holding the freshest key of the
+  region, which lowers forwarding traffic and keeps flow-path keys fresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class Job:
+    """One region of one frame; ``attempt`` counts re-dispatches."""
+
+    sequence: int
+    region: int
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """A scheduling decision: send ``job`` to ``slave``, attaching the global key of ``forward_key``."""
+
+    job: Job
+    slave: str
+    forward_key: int | None  # timestep of the global key to forward, None = no key attached
+
+
+class Outcome(Enum):
+    """What :meth:`WorkloadManager.complete` did with a result."""
+
+    ACCEPTED = "accepted"  # first result for its job
+    DUPLICATE = "duplicate"  # the job was already answered
+    UNKNOWN = "unknown"  # frame not (or no longer) known: dropped, finished long ago, or never sent
+
+
+class KeyTable:
+    """The master's view of one slave's local key buffer: key timestep per region (None = no key)."""
+
+    def __init__(self, num_regions: int) -> None:
+        """Empty table (a new slave has no keys)."""
+        self._ts: list[int | None] = [None] * num_regions
+
+    def get(self, region: int) -> int | None:
+        """Key timestep the slave holds for ``region``."""
+        return self._ts[region]
+
+    def note(self, region: int, timestep: int) -> None:
+        """The slave now holds a key of ``timestep`` (it keeps the newest, so do we)."""
+        cur = self._ts[region]
+        if cur is None or timestep > cur:
+            self._ts[region] = timestep
+
+    def as_tuple(self) -> tuple[int | None, ...]:
+        """All regions' key timesteps."""
+        return tuple(self._ts)
+
+
+def should_forward(slave_key: int | None, global_key: int | None, sequence: int, threshold: int) -> bool:
+    """
+    Forwarding rule: attach the newest global key when the slave's key is more than ``threshold``
+    frames older than it (or the slave has none).
+
+    Only keys older than the task's frame are forwarded (a re-dispatched old job never gets a key from
+    its own future). ``threshold = 0`` forwards whenever the global key is newer.
+    """
+    if global_key is None or global_key >= sequence:
+        return False
+    if slave_key is None:
+        return True
+    return global_key - slave_key > threshold
+
+
+@dataclass
+class SlaveState:
+    """What the workload manager knows about one slave."""
+
+    name: str
+    keys: KeyTable
+    in_flight: dict[tuple[int, int], tuple[Job, float]] = field(default_factory=dict)
+    suspect: bool = False  # a job timed out on it: no new work until it answers
+    last_dispatch: int = -1  # dispatch counter value at its last task (round-robin tie-break)
+    dispatched: int = 0
+    completed: int = 0
+    timeouts: int = 0
+
+
+@dataclass
+class _Frame:
+    pending: list[int]  # regions waiting in the queue (sorted)
+    in_flight: dict[int, str] = field(default_factory=dict)  # region -> slave
+    done: set[int] = field(default_factory=set)
+    attempts: dict[int, int] = field(default_factory=dict)  # region -> attempts so far
+    touched: bool = False  # some region dispatched at least once
+
+
+class WorkloadManager:
+    """Queue + dynamic scheduler of region jobs over the live slaves (see the module docstring)."""
+
+    def __init__(
+        self,
+        num_regions: int,
+        *,
+        max_in_flight: int = 1,
+        max_queued_frames: int = 4,
+        timeout_s: float = 10.0,
+        forward_threshold: int = 0,
+        affinity: bool = False,
+    ) -> None:
+        """Configure; slaves are added as they appear."""
+        if num_regions <= 0 or max_in_flight <= 0 or max_queued_frames <= 0:
+            raise ValueError("num_regions, max_in_flight and max_queued_frames must be positive")
+        if timeout_s <= 0 or forward_threshold < 0:
+            raise ValueError("timeout_s must be positive and forward_threshold >= 0")
+        self.num_regions = num_regions
+        self.max_in_flight = max_in_flight
+        self.max_queued_frames = max_queued_frames
+        self.timeout_s = timeout_s
+        self.forward_threshold = forward_threshold
+        self.affinity = affinity
+        self.slaves: dict[str, SlaveState] = {}
+        self.global_keys: list[int | None] = [None] * num_regions
+        self._frames: dict[int, _Frame] = {}
+        self._dispatch_counter = 0
+        # Counters for the report.
+        self.submitted = 0
+        self.dropped: list[int] = []
+        self.redispatched = 0
+        self.duplicates = 0
+        self.unknown = 0
+        self.forwarded = 0
+
+    # -- slaves -------------------------------------------------------------------------------------
+
+    def add_slave(self, name: str) -> None:
+        """A slave appeared (liveliness); a name seen before starts over with an empty key table."""
+        if name in self.slaves:
+            return
+        self.slaves[name] = SlaveState(name=name, keys=KeyTable(self.num_regions))
+
+    def remove_slave(self, name: str) -> list[Job]:
+        """A slave left or restarted: its jobs in flight go back to the queue; returns them."""
+        state = self.slaves.pop(name, None)
+        if state is None:
+            return []
+        return [self._requeue(job) for job, _ in list(state.in_flight.values())]
+
+    def available(self) -> list[str]:
+        """Slaves that can take a task now."""
+        return [
+            s.name for s in self.slaves.values() if not s.suspect and len(s.in_flight) < self.max_in_flight
+        ]
+
+    # -- queue --------------------------------------------------------------------------------------
+
+    @property
+    def queued_frames(self) -> int:
+        """Frames with at least one region still waiting in the queue."""
+        return sum(1 for f in self._frames.values() if f.pending)
+
+    @property
+    def pending_jobs(self) -> int:
+        """Regions waiting in the queue."""
+        return sum(len(f.pending) for f in self._frames.values())
+
+    @property
+    def in_flight(self) -> int:
+        """Tasks sent and not yet answered."""
+        return sum(len(s.in_flight) for s in self.slaves.values())
+
+    @property
+    def open_frames(self) -> list[int]:
+        """Frames submitted and not yet complete or dropped, oldest first."""
+        return sorted(self._frames)
+
+    def has_room(self) -> bool:
+        """Whether :meth:`submit` would not drop (for sources that can wait: backpressure, no drops)."""
+        return self.queued_frames < self.max_queued_frames
+
+    def idle(self) -> bool:
+        """Nothing queued and nothing in flight."""
+        return not self._frames
+
+    def submit(self, sequence: int) -> list[int]:
+        """Queue all regions of frame ``sequence``; returns the frames dropped to make room (maybe it)."""
+        if sequence in self._frames:
+            raise ValueError(f"frame {sequence} already submitted")
+        self.submitted += 1
+        dropped: list[int] = []
+        if not self.has_room():
+            victim = next(
+                (
+                    seq
+                    for seq in sorted(self._frames)
+                    if self._frames[seq].pending and not self._frames[seq].touched
+                ),
+                None,
+            )
+            if victim is None:
+                self.dropped.append(sequence)
+                return [sequence]
+            del self._frames[victim]
+            dropped.append(victim)
+            self.dropped.append(victim)
+        self._frames[sequence] = _Frame(pending=list(range(self.num_regions)))
+        return dropped
+
+    def frame_done(self, sequence: int) -> bool:
+        """Whether every region of a submitted frame has been answered (and the frame forgotten)."""
+        return sequence not in self._frames
+
+    # -- dispatch -----------------------------------------------------------------------------------
+
+    def _head(self) -> Job | None:
+        for seq in sorted(self._frames):
+            frame = self._frames[seq]
+            if frame.pending:
+                region = frame.pending[0]
+                return Job(seq, region, frame.attempts.get(region, 0))
+        return None
+
+    def _choose(self, region: int, candidates: list[str]) -> str:
+        def load(name: str) -> tuple[int, int]:
+            s = self.slaves[name]
+            return len(s.in_flight), s.last_dispatch
+
+        if self.affinity:
+
+            def fresh(name: str) -> tuple[int, int, int]:
+                ts = self.slaves[name].keys.get(region)
+                return (-(ts if ts is not None else -1), *load(name))
+
+            return min(candidates, key=fresh)
+        return min(candidates, key=load)
+
+    def next_dispatch(self, now: float) -> Dispatch | None:
+        """Pop the head of the queue onto an available slave, or None (queue empty / all busy)."""
+        candidates = self.available()
+        if not candidates:
+            return None
+        job = self._head()
+        if job is None:
+            return None
+        name = self._choose(job.region, candidates)
+        slave = self.slaves[name]
+        frame = self._frames[job.sequence]
+        frame.pending.remove(job.region)
+        frame.in_flight[job.region] = name
+        frame.attempts[job.region] = job.attempt + 1
+        frame.touched = True
+        slave.in_flight[(job.sequence, job.region)] = (job, now)
+        self._dispatch_counter += 1
+        slave.last_dispatch = self._dispatch_counter
+        slave.dispatched += 1
+        forward: int | None = None
+        gk = self.global_keys[job.region]
+        if should_forward(slave.keys.get(job.region), gk, job.sequence, self.forward_threshold):
+            forward = gk
+            assert gk is not None
+            slave.keys.note(job.region, gk)  # it will hold the key when it runs this task
+            self.forwarded += 1
+        return Dispatch(job=job, slave=name, forward_key=forward)
+
+    def _requeue(self, job: Job) -> Job:
+        frame = self._frames.get(job.sequence)
+        if frame is None or job.region in frame.done:
+            return job
+        frame.in_flight.pop(job.region, None)
+        if job.region not in frame.pending:
+            frame.pending.append(job.region)
+            frame.pending.sort()
+            self.redispatched += 1
+        return Job(job.sequence, job.region, frame.attempts.get(job.region, job.attempt + 1))
+
+    def expire(self, now: float) -> list[Job]:
+        """Re-queue jobs in flight longer than ``timeout_s``; their slaves become suspect."""
+        out: list[Job] = []
+        for slave in self.slaves.values():
+            late = [(k, job) for k, (job, t0) in slave.in_flight.items() if now - t0 > self.timeout_s]
+            for k, job in late:
+                del slave.in_flight[k]
+                slave.suspect = True
+                slave.timeouts += 1
+                out.append(self._requeue(job))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """Earliest time a job in flight times out (to bound the master's wait)."""
+        times = [t0 for s in self.slaves.values() for _, t0 in s.in_flight.values()]
+        return min(times) + self.timeout_s if times else None
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def complete(self, slave: str, sequence: int, region: int, seg: bool) -> Outcome:
+        """
+        A result arrived from ``slave``; ``seg`` = it took the segmentation path (its key is now this
+        frame, and so is the global key if newer). Only the first result of a job is accepted.
+        """
+        state = self.slaves.get(slave)
+        if state is not None:
+            state.in_flight.pop((sequence, region), None)
+            state.suspect = False
+        frame = self._frames.get(sequence)
+        if frame is None or not 0 <= region < self.num_regions:
+            self.unknown += 1
+            return Outcome.UNKNOWN
+        if region in frame.done:
+            self.duplicates += 1
+            return Outcome.DUPLICATE
+        # Another slave may still hold this job (re-dispatched): free it, its answer will be a duplicate.
+        holder = frame.in_flight.pop(region, None)
+        if holder is not None and holder != slave and holder in self.slaves:
+            self.slaves[holder].in_flight.pop((sequence, region), None)
+        if region in frame.pending:
+            frame.pending.remove(region)
+        frame.done.add(region)
+        if state is not None:
+            state.completed += 1
+        if seg:
+            if state is not None:
+                state.keys.note(region, sequence)
+            gk = self.global_keys[region]
+            if gk is None or sequence > gk:
+                self.global_keys[region] = sequence
+        if len(frame.done) == self.num_regions:
+            del self._frames[sequence]
+        return Outcome.ACCEPTED
+
+    def abandon(self, sequence: int) -> bool:
+        """Forget an open frame (the master gives up on it, e.g. no slaves left); counts as dropped."""
+        frame = self._frames.pop(sequence, None)
+        if frame is None:
+            return False
+        for region, name in frame.in_flight.items():
+            if name in self.slaves:
+                self.slaves[name].in_flight.pop((sequence, region), None)
+        self.dropped.append(sequence)
+        return True

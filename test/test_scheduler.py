@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import pytest
+
+from dvs_cluster.core.scheduler import Job, KeyTable, Outcome, WorkloadManager, should_forward
+
+
+def drain(wm: WorkloadManager, now: float = 0.0) -> list[tuple[int, int, str]]:
+    out = []
+    while (d := wm.next_dispatch(now)) is not None:
+        out.append((d.job.sequence, d.job.region, d.slave))
+    return out
+
+
+def test_oldest_frame_first_and_region_order() -> None:
+    wm = WorkloadManager(4, max_in_flight=8)
+    wm.add_slave("a")
+    wm.submit(1)
+    wm.submit(0)
+    got = drain(wm)
+    assert [(s, r) for s, r, _ in got] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+
+
+def test_bounded_in_flight_and_dynamic_spread() -> None:
+    wm = WorkloadManager(4, max_in_flight=1)
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.submit(0)
+    got = drain(wm)
+    assert len(got) == 2 and {s for _, _, s in got} == {"a", "b"}
+    assert wm.next_dispatch(0.0) is None and wm.in_flight == 2
+    # The slave that answers gets the head of the queue.
+    seq, region, slave = got[0]
+    assert wm.complete(slave, seq, region, seg=True) is Outcome.ACCEPTED
+    d = wm.next_dispatch(0.0)
+    assert d is not None and d.slave == slave and (d.job.sequence, d.job.region) == (0, 2)
+
+
+def test_no_slaves_no_dispatch() -> None:
+    wm = WorkloadManager(4)
+    wm.submit(0)
+    assert wm.next_dispatch(0.0) is None
+    assert wm.pending_jobs == 4
+
+
+def test_drop_policy_newest_frame_wins_and_counts() -> None:
+    wm = WorkloadManager(4, max_queued_frames=2)
+    wm.add_slave("a")
+    assert wm.submit(0) == [] and wm.submit(1) == []
+    assert not wm.has_room()
+    assert wm.submit(2) == [0]  # oldest untouched frame dropped, the new one queued
+    assert wm.open_frames == [1, 2] and wm.dropped == [0]
+    d = wm.next_dispatch(0.0)  # frame 1 partly dispatched: no longer a drop victim
+    assert d is not None and d.job.sequence == 1
+    assert wm.submit(3) == [2]
+    assert wm.open_frames == [1, 3]
+    assert wm.dropped == [0, 2] and wm.submitted == 4
+
+
+def test_drop_incoming_when_all_waiting_frames_started() -> None:
+    wm = WorkloadManager(2, max_queued_frames=1)
+    wm.add_slave("a")
+    wm.submit(0)
+    assert wm.next_dispatch(0.0) is not None  # frame 0 started, region 1 still waiting
+    assert wm.submit(1) == [1]
+    assert wm.open_frames == [0] and wm.dropped == [1]
+
+
+def test_frames_in_equals_out_plus_dropped() -> None:
+    wm = WorkloadManager(4, max_queued_frames=3, max_in_flight=1)
+    for name in ("a", "b"):
+        wm.add_slave(name)
+    done: list[int] = []
+    for seq in range(50):
+        wm.submit(seq)
+        # The cluster answers one task per frame arrival: slower than the camera.
+        d = wm.next_dispatch(float(seq))
+        if d is not None:
+            assert wm.complete(d.slave, d.job.sequence, d.job.region, seg=False) is Outcome.ACCEPTED
+            if wm.frame_done(d.job.sequence):
+                done.append(d.job.sequence)
+    while not wm.idle():
+        d = wm.next_dispatch(100.0)
+        assert d is not None
+        wm.complete(d.slave, d.job.sequence, d.job.region, seg=False)
+        if wm.frame_done(d.job.sequence):
+            done.append(d.job.sequence)
+    assert done == sorted(done)
+    assert len(done) + len(wm.dropped) == 50 and len(wm.dropped) > 0
+    assert not set(done) & set(wm.dropped)
+
+
+def test_redispatch_on_slave_loss() -> None:
+    wm = WorkloadManager(4, max_in_flight=2)
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.submit(0)
+    got = drain(wm)
+    lost = sorted((s, r) for s, r, name in got if name == "a")
+    requeued = wm.remove_slave("a")
+    assert sorted((j.sequence, j.region) for j in requeued) == lost
+    assert all(j.attempt == 1 for j in requeued)
+    assert wm.redispatched == len(lost)
+    again = drain(wm)
+    assert sorted((s, r) for s, r, _ in again) == []  # b is full (2 in flight)
+    for s, r, name in got:
+        if name == "b":
+            wm.complete("b", s, r, seg=False)
+    again = drain(wm)
+    assert sorted((s, r) for s, r, _ in again) == lost and {n for _, _, n in again} == {"b"}
+    for s, r, _ in again:
+        assert wm.complete("b", s, r, seg=False) is Outcome.ACCEPTED
+    assert wm.frame_done(0) and wm.idle()
+
+
+def test_timeout_redispatch_suspect_and_late_duplicate() -> None:
+    wm = WorkloadManager(1, max_in_flight=1, timeout_s=1.0)
+    wm.add_slave("slow")
+    wm.submit(0)
+    d = wm.next_dispatch(0.0)
+    assert d is not None and d.slave == "slow" and d.job.attempt == 0
+    assert wm.next_deadline() == pytest.approx(1.0)
+    assert wm.expire(0.5) == []
+    expired = wm.expire(1.5)
+    assert expired == [Job(0, 0, 1)]
+    assert wm.available() == []  # suspect: no new work
+    wm.add_slave("fast")
+    d2 = wm.next_dispatch(1.5)
+    assert d2 is not None and d2.slave == "fast" and d2.job.attempt == 1
+    assert wm.complete("fast", 0, 0, seg=False) is Outcome.ACCEPTED
+    # The slow slave answers late: discarded, but it is trusted again.
+    assert wm.complete("slow", 0, 0, seg=False) is Outcome.UNKNOWN
+    assert "slow" in wm.available()
+
+
+def test_late_first_answer_wins_and_frees_the_other_slave() -> None:
+    wm = WorkloadManager(1, max_in_flight=1, timeout_s=1.0)
+    wm.add_slave("slow")
+    wm.submit(0)
+    wm.submit(1)
+    assert wm.next_dispatch(0.0) is not None
+    wm.expire(2.0)
+    wm.add_slave("fast")
+    d = wm.next_dispatch(2.0)
+    assert d is not None and d.slave == "fast" and d.job == Job(0, 0, 1)
+    assert wm.complete("slow", 0, 0, seg=True) is Outcome.ACCEPTED  # the old attempt came first
+    assert wm.slaves["fast"].in_flight == {}
+    assert wm.complete("fast", 0, 0, seg=True) is Outcome.UNKNOWN
+    d = wm.next_dispatch(2.0)
+    assert d is not None and d.job.sequence == 1
+
+
+def test_duplicate_within_open_frame() -> None:
+    wm = WorkloadManager(2, max_in_flight=2)
+    wm.add_slave("a")
+    wm.submit(0)
+    drain(wm)
+    assert wm.complete("a", 0, 0, seg=False) is Outcome.ACCEPTED
+    assert wm.complete("a", 0, 0, seg=False) is Outcome.DUPLICATE
+    assert wm.complete("a", 7, 0, seg=False) is Outcome.UNKNOWN
+    assert wm.duplicates == 1 and wm.unknown == 1
+
+
+def test_abandon_counts_as_dropped() -> None:
+    wm = WorkloadManager(2)
+    wm.add_slave("a")
+    wm.submit(0)
+    wm.next_dispatch(0.0)
+    assert wm.abandon(0) and wm.idle() and wm.dropped == [0]
+    assert wm.slaves["a"].in_flight == {}
+
+
+def test_should_forward_rule() -> None:
+    assert not should_forward(None, None, 5, 0)  # nothing to forward
+    assert should_forward(None, 3, 5, 0)  # slave has no key
+    assert not should_forward(3, 3, 5, 0)  # already the newest
+    assert should_forward(2, 3, 5, 0)
+    assert not should_forward(2, 3, 5, 1)  # within the threshold
+    assert should_forward(1, 3, 5, 1)
+    assert not should_forward(None, 5, 5, 0)  # never a key from the task's own frame or future
+
+
+def test_key_table_keeps_newest() -> None:
+    kt = KeyTable(2)
+    kt.note(0, 5)
+    kt.note(0, 3)
+    assert kt.as_tuple() == (5, None)
+
+
+def test_forwarding_and_key_tables_through_dispatch() -> None:
+    wm = WorkloadManager(1, max_in_flight=1, forward_threshold=0)
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.submit(0)
+    d = wm.next_dispatch(0.0)
+    assert d is not None and d.forward_key is None  # no global key yet
+    wm.complete(d.slave, 0, 0, seg=True)
+    assert wm.global_keys == [0] and wm.slaves[d.slave].keys.get(0) == 0
+    other = "b" if d.slave == "a" else "a"
+    wm.submit(1)
+    d1 = wm.next_dispatch(1.0)
+    assert d1 is not None and d1.slave == other and d1.forward_key == 0  # the other slave has no key
+    assert wm.slaves[other].keys.get(0) == 0 and wm.forwarded == 1
+    wm.complete(other, 1, 0, seg=False)  # flow path: keys unchanged
+    assert wm.global_keys == [0]
+    wm.submit(2)
+    d2 = wm.next_dispatch(2.0)
+    assert d2 is not None and d2.forward_key is None  # both slaves hold key 0 now
+
+
+def test_affinity_prefers_freshest_key() -> None:
+    wm = WorkloadManager(2, max_in_flight=4, affinity=True)
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.slaves["b"].keys.note(1, 7)
+    wm.slaves["a"].keys.note(0, 7)
+    wm.submit(8)
+    got = drain(wm)
+    assert dict(((r, s) for _, r, s in got)) == {0: "a", 1: "b"}
+
+
+def test_restarted_slave_starts_with_empty_key_table() -> None:
+    wm = WorkloadManager(1)
+    wm.add_slave("a")
+    wm.slaves["a"].keys.note(0, 3)
+    wm.remove_slave("a")
+    wm.add_slave("a")
+    assert wm.slaves["a"].keys.get(0) is None
+
+
+def test_invalid_config() -> None:
+    with pytest.raises(ValueError):
+        WorkloadManager(0)
+    with pytest.raises(ValueError):
+        WorkloadManager(4, timeout_s=0)
+    wm = WorkloadManager(1)
+    wm.submit(0)
+    with pytest.raises(ValueError):
+        wm.submit(0)
