@@ -78,11 +78,11 @@ class KeyTable:
 
 def should_forward(slave_key: int | None, global_key: int | None, sequence: int, threshold: int) -> bool:
     """
-    Forwarding rule: attach the newest global key when the slave's key is more than ``threshold``
-    frames older than it (or the slave has none).
+    Forwarding rule: attach the newest global key when the slave's is more than ``threshold`` older.
 
-    Only keys older than the task's frame are forwarded (a re-dispatched old job never gets a key from
-    its own future). ``threshold = 0`` forwards whenever the global key is newer.
+    A slave without a key always gets it. Only keys older than the task's frame are forwarded (a
+    re-dispatched old job never gets a key from its own future). ``threshold = 0`` forwards whenever
+    the global key is newer.
     """
     if global_key is None or global_key >= sequence:
         return False
@@ -313,8 +313,10 @@ class WorkloadManager:
 
     def complete(self, slave: str, sequence: int, region: int, seg: bool) -> Outcome:
         """
-        A result arrived from ``slave``; ``seg`` = it took the segmentation path (its key is now this
-        frame, and so is the global key if newer). Only the first result of a job is accepted.
+        Record a result from ``slave``; only the first result of a job is accepted.
+
+        ``seg``: it took the segmentation path, so its key is now this frame (and so is the global key,
+        if newer).
         """
         state = self.slaves.get(slave)
         if state is not None:
