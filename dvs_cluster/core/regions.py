@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,7 @@ from dvs_cluster.core.classes import IGNORE_LABEL
 
 UInt8Array = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
+T = TypeVar("T", bound=np.generic)
 
 
 @dataclass(frozen=True)
@@ -125,17 +127,17 @@ class RegionGrid:
             shape = f"{frame.shape[1]}x{frame.shape[0]}"
             raise ValueError(f"frame is {shape}, grid is {self.width}x{self.height}")
 
-    def crop(self, frame: npt.NDArray[np.generic], index: int) -> npt.NDArray[np.generic]:
+    def crop(self, frame: npt.NDArray[T], index: int) -> npt.NDArray[T]:
         """Contiguous copy of the padded crop of region ``index`` (H, W[, C] frames)."""
         self._check_frame(frame)
         return np.ascontiguousarray(frame[self.regions[index].padded_slices])
 
-    def split(self, frame: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
+    def split(self, frame: npt.NDArray[T]) -> list[npt.NDArray[T]]:
         """Padded crops of all regions, in region order (contiguous copies: safe to keep as keys)."""
         self._check_frame(frame)
         return [np.ascontiguousarray(frame[r.padded_slices]) for r in self.regions]
 
-    def split_channels(self, array: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
+    def split_channels(self, array: npt.NDArray[T]) -> list[npt.NDArray[T]]:
         """Padded crops of a channel-first ``(C, H, W)`` array (e.g. full-resolution logits)."""
         self._check_frame(array.transpose(1, 2, 0))
         return [np.ascontiguousarray(array[(Ellipsis,) + r.padded_slices]) for r in self.regions]

@@ -1,0 +1,301 @@
+"""
+Frame sources: the synthetic driving video (with ground truth), video files / cameras, image folders.
+
+Every source yields :class:`Frame` objects at the *processing size* (default 1024x512, what the region
+grid expects) together with the :class:`FrameTransform` that maps results back to the input size.
+
+Resize policy ("letterbox", the default): scale the input by one factor so it fits inside the
+processing size keeping its aspect ratio, centre it, and fill the bars by replicating the edge pixels
+(no hard black border for the nets to segment). Labels are mapped back by cropping the bars and
+resizing (nearest) to the input size, so saved outputs always have the input's size. ``stretch``
+resizes to the processing size ignoring the aspect ratio. The synthetic source renders directly at
+the processing size (identity transform).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+UInt8Array = npt.NDArray[np.uint8]
+ResizeMode = Literal["letterbox", "stretch"]
+RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch")
+
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 1024, 512
+#: Frames of the synthetic source when no --frames is given (it is endless).
+DEFAULT_SYNTHETIC_FRAMES = 100
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jp2"}
+)
+
+
+def _u8(array: object) -> UInt8Array:
+    """Typed view of an OpenCV result (always uint8 here)."""
+    return np.asarray(array, dtype=np.uint8)
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened or read (missing file, undecodable video, non-image in a folder)."""
+
+
+class FrameTransform:
+    """Maps one input size to the processing size and results back (see module doc for the policy)."""
+
+    def __init__(
+        self, in_width: int, in_height: int, out_width: int, out_height: int, mode: ResizeMode = "letterbox"
+    ) -> None:
+        if mode not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {mode!r} (use {', '.join(RESIZE_MODES)})")
+        self.in_size = (in_width, in_height)
+        self.out_size = (out_width, out_height)
+        self.mode = mode
+        if mode == "stretch":
+            cw, ch, ox, oy = out_width, out_height, 0, 0
+        else:
+            scale = min(out_width / in_width, out_height / in_height)
+            cw = min(out_width, max(1, round(in_width * scale)))
+            ch = min(out_height, max(1, round(in_height * scale)))
+            ox, oy = (out_width - cw) // 2, (out_height - ch) // 2
+        self.content = (ox, oy, cw, ch)  # where the input lands inside the processed frame
+
+    @property
+    def identity(self) -> bool:
+        return self.in_size == self.out_size
+
+    def forward(self, image: UInt8Array) -> UInt8Array:
+        """Input-size RGB image -> processing-size image."""
+        if image.shape[1::-1] != self.in_size:
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, transform expects {self.in_size}")
+        if self.identity:
+            return image
+        ox, oy, cw, ch = self.content
+        shrink = cw < self.in_size[0] or ch < self.in_size[1]
+        resized = _u8(
+            cv2.resize(image, (cw, ch), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        )
+        ow, oh = self.out_size
+        if (cw, ch) == (ow, oh):
+            return np.ascontiguousarray(resized)
+        return _u8(cv2.copyMakeBorder(resized, oy, oh - ch - oy, ox, ow - cw - ox, cv2.BORDER_REPLICATE))
+
+    def labels_back(self, labels: UInt8Array) -> UInt8Array:
+        """Processing-size label map -> input-size label map (bars cropped, nearest resize)."""
+        if self.identity:
+            return labels
+        ox, oy, cw, ch = self.content
+        crop = np.ascontiguousarray(labels[oy : oy + ch, ox : ox + cw])
+        return _u8(cv2.resize(crop, self.in_size, interpolation=cv2.INTER_NEAREST))
+
+
+@dataclass
+class Frame:
+    """One frame: ``image`` at processing size, ``raw`` as read, optional ground truth (processing size)."""
+
+    index: int
+    image: UInt8Array
+    labels: UInt8Array | None
+    stamp: float
+    transform: FrameTransform
+    raw: UInt8Array
+
+
+class Source:
+    """Base class: iterate to get frames; ``length`` is the frame count when known (None: endless)."""
+
+    name = "source"
+    has_labels = False
+    fps = 30.0  # nominal frame rate (used for MP4 output)
+
+    def __init__(
+        self, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT, resize: ResizeMode = "letterbox"
+    ):
+        self.width, self.height, self.resize = width, height, resize
+        self.length: int | None = None
+        self._transforms: dict[tuple[int, int], FrameTransform] = {}
+
+    def transform_for(self, width: int, height: int) -> FrameTransform:
+        """Cached transform for an input size (image folders may mix sizes)."""
+        key = (width, height)
+        if key not in self._transforms:
+            self._transforms[key] = FrameTransform(width, height, self.width, self.height, self.resize)
+        return self._transforms[key]
+
+    def _frame(self, index: int, rgb: UInt8Array, stamp: float) -> Frame:
+        tf = self.transform_for(rgb.shape[1], rgb.shape[0])
+        return Frame(index, tf.forward(rgb), None, stamp, tf, rgb)
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release devices/files (idempotent)."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SyntheticSource(Source):
+    """The procedural driving video (``dvs_cluster.data.synthetic``) rendered at the processing size."""
+
+    has_labels = True
+
+    def __init__(
+        self,
+        seed: int = 0,
+        width: int = DEFAULT_WIDTH,
+        height: int = DEFAULT_HEIGHT,
+        frames: int | None = DEFAULT_SYNTHETIC_FRAMES,
+    ) -> None:
+        super().__init__(width, height, "stretch")
+        try:
+            from dvs_cluster.data.synthetic import SyntheticVideo
+        except ModuleNotFoundError as e:  # pragma: no cover - the generator ships with the package
+            raise SourceError(f"synthetic source unavailable: {e}") from e
+        self.seed = seed
+        self.name = f"synthetic:{seed}"
+        self.video = SyntheticVideo(seed=seed, width=width, height=height)
+        self.length = frames
+
+    def __iter__(self) -> Iterator[Frame]:
+        t = 0
+        while self.length is None or t < self.length:
+            f = self.video.frame(t)
+            image = np.ascontiguousarray(f.image, dtype=np.uint8)
+            labels = np.ascontiguousarray(f.labels, dtype=np.uint8)
+            tf = self.transform_for(self.width, self.height)
+            yield Frame(t, image, labels, t / self.fps, tf, image)
+            t += 1
+
+
+class VideoSource(Source):
+    """Anything OpenCV's VideoCapture opens: a video file, or a camera index."""
+
+    def __init__(
+        self,
+        target: str | int,
+        width: int = DEFAULT_WIDTH,
+        height: int = DEFAULT_HEIGHT,
+        resize: ResizeMode = "letterbox",
+    ) -> None:
+        super().__init__(width, height, resize)
+        self.camera = isinstance(target, int)
+        self.name = f"camera:{target}" if self.camera else str(target)
+        self.cap = cv2.VideoCapture(target)
+        if not self.cap.isOpened():
+            self.cap.release()
+            what = f"camera {target}" if self.camera else f"video {target}"
+            raise SourceError(f"{what} cannot be opened (unreadable or unsupported format)")
+        ok, first = self.cap.read()
+        if not ok or first is None:
+            self.cap.release()
+            raise SourceError(f"{self.name}: no frame could be decoded (unreadable or unsupported video)")
+        self._first: UInt8Array | None = _u8(first)
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
+        count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.length = count if (count > 0 and not self.camera) else None
+        self.input_size = (first.shape[1], first.shape[0])
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        while True:
+            if self._first is not None:
+                bgr, self._first = self._first, None
+            else:
+                ok, raw = self.cap.read()
+                if not ok or raw is None:
+                    return
+                bgr = _u8(raw)
+            stamp = time.time() if self.camera else index / self.fps
+            yield self._frame(index, _u8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), stamp)
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def _read_image(path: Path) -> UInt8Array:
+    data = np.fromfile(str(path), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise SourceError(f"{path} is not a readable image")
+    return _u8(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+class ImageFolderSource(Source):
+    """Images of a directory in name order (or one image file); every file must be an image."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        width: int = DEFAULT_WIDTH,
+        height: int = DEFAULT_HEIGHT,
+        resize: ResizeMode = "letterbox",
+    ) -> None:
+        super().__init__(width, height, resize)
+        p = Path(path)
+        self.name = str(p)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if not f.name.startswith(".") and f.is_file())
+            bad = [f.name for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
+            if bad:
+                more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+                raise SourceError(f"image directory {p} contains a non-image file: {bad[0]}{more}")
+            if not files:
+                raise SourceError(f"image directory {p} contains no images")
+        else:
+            files = [p]
+        self.files = files
+        self.length = len(files)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, f in enumerate(self.files):
+            yield self._frame(i, _read_image(f), i / self.fps)
+
+
+def open_source(
+    spec: str | None,
+    width: int = DEFAULT_WIDTH,
+    height: int = DEFAULT_HEIGHT,
+    resize: ResizeMode = "letterbox",
+    frames: int | None = None,
+) -> Source:
+    """
+    Source from a CLI spec.
+
+    ``synthetic`` / ``synthetic:SEED`` (default; ``frames`` or 100 frames), ``camera:N``, an image
+    directory or image file, or any video file OpenCV decodes.
+    """
+    s = (spec or "synthetic").strip()
+    if s == "synthetic" or s.startswith("synthetic:"):
+        seed_txt = s.partition(":")[2] or "0"
+        try:
+            seed = int(seed_txt)
+        except ValueError:
+            raise SourceError(f"bad synthetic seed {seed_txt!r} (use synthetic:INT)") from None
+        return SyntheticSource(
+            seed, width, height, frames if frames is not None else DEFAULT_SYNTHETIC_FRAMES
+        )
+    if s.startswith("camera:"):
+        try:
+            cam = int(s.partition(":")[2])
+        except ValueError:
+            raise SourceError(f"bad camera index in {s!r} (use camera:N)") from None
+        return VideoSource(cam, width, height, resize)
+    p = Path(s)
+    if not p.exists():
+        raise SourceError(f"source {s}: no such file or directory")
+    if p.is_dir() or p.suffix.lower() in IMAGE_EXTENSIONS:
+        return ImageFolderSource(p, width, height, resize)
+    return VideoSource(str(p), width, height, resize)
