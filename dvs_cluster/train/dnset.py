@@ -1,0 +1,124 @@
+"""
+DN training/evaluation samples computed with the exported ONNX nets (what ships), no torch.
+
+Each sample is one region of one (key, current) pair: the flow net's pooled features and the measured
+agreement (percent, GT-ignored pixels left out) between the flow path and the seg net on the current
+region. Pairs span key intervals 0..max_gap inside a sequence, scene cuts where the generator makes them,
+and extra cross-sequence pairs (a key from another video) that stand for cuts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from dvs_cluster.train.data import iter_frames, log, regions
+from dvs_cluster.train.flowpath import agreement, flow_path, upsample_argmax
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass
+class SeqCache:
+    """One sequence's frames with the seg net's outputs per region (computed once, reused by all pairs)."""
+
+    seed: int
+    images: list[U8] = field(default_factory=list)  # frames (H, W, 3)
+    labels: list[U8] = field(default_factory=list)
+    logits: list[F32] = field(default_factory=list)  # (4, 19, h, w)
+    seg_argmax: list[U8] = field(default_factory=list)  # (4, rh, rw)
+    cuts: list[bool] = field(default_factory=list)
+
+
+def region_batch(frame: U8) -> U8:
+    """Frame (H, W, 3) -> the 4 regions stacked as an NHWC batch."""
+    return np.ascontiguousarray(np.stack(regions(frame)))
+
+
+def cache_sequence(seg: ort.InferenceSession, seed: int, times: Sequence[int]) -> SeqCache:
+    """Generate frames and run the seg net on their regions."""
+    c = SeqCache(seed)
+    for _, img, lab, cut in iter_frames(seed, times):
+        rb = region_batch(img)
+        lg = seg.run(["logits"], {"image": rb})[0]
+        rh, rw = rb.shape[1:3]
+        c.images.append(img)
+        c.labels.append(lab)
+        c.logits.append(lg)
+        c.seg_argmax.append(np.stack([upsample_argmax(lg[r], rh, rw) for r in range(4)]))
+        c.cuts.append(cut)
+    return c
+
+
+@dataclass
+class DNSamples:
+    """Flat arrays, one row per region-pair."""
+
+    features: list[F32] = field(default_factory=list)
+    targets: list[float] = field(default_factory=list)
+    gaps: list[int] = field(default_factory=list)  # -1 = cross-sequence pair
+
+    def arrays(self) -> tuple[F32, F32, npt.NDArray[np.int32]]:
+        """Stacked (features, targets, gaps)."""
+        return (
+            np.stack(self.features).astype(np.float32),
+            np.array(self.targets, np.float32),
+            np.array(self.gaps, np.int32),
+        )
+
+
+def add_pair(
+    out: DNSamples,
+    flow: ort.InferenceSession,
+    key: SeqCache,
+    ik: int,
+    cur: SeqCache,
+    ic: int,
+    gap: int,
+) -> None:
+    """Run the flow net on the 4 region pairs and record features and agreement targets."""
+    kb, cb = region_batch(key.images[ik]), region_batch(cur.images[ic])
+    fl, feats = flow.run(["flow", "features"], {"key": kb, "current": cb})
+    rh, rw = kb.shape[1:3]
+    gt_regions = regions(cur.labels[ic])
+    for r in range(4):
+        pred = flow_path(key.logits[ik][r], fl[r], rh, rw)
+        out.features.append(feats[r])
+        out.targets.append(agreement(pred, cur.seg_argmax[ic][r], gt_regions[r]))  # type: ignore[arg-type]
+        out.gaps.append(gap)
+
+
+def build(
+    seg: ort.InferenceSession,
+    flow: ort.InferenceSession,
+    seeds: Sequence[int],
+    frames: int,
+    gaps_per_frame: int,
+    max_gap: int,
+    cross_pairs: int,
+    rng: np.random.Generator,
+) -> DNSamples:
+    """Samples over ``seeds``: each frame is a current frame for ``gaps_per_frame`` random key intervals."""
+    out = DNSamples()
+    prev: SeqCache | None = None
+    t0 = time.time()
+    for i, s in enumerate(seeds):
+        c = cache_sequence(seg, s, range(frames))
+        for ic in range(frames):
+            draws = {0} if rng.random() < 0.05 else set()
+            draws |= {int(g) for g in rng.integers(1, max_gap + 1, gaps_per_frame)}
+            for g in sorted(draws):
+                if ic - g >= 0:
+                    add_pair(out, flow, c, ic - g, c, ic, g)
+        if prev is not None:
+            for _ in range(cross_pairs):
+                add_pair(out, flow, prev, int(rng.integers(frames)), c, int(rng.integers(frames)), -1)
+        prev = c
+        log(f"[dn-data] seed {s} ({i + 1}/{len(seeds)}) {len(out.targets)} samples {time.time() - t0:.0f}s")
+    return out

@@ -1,0 +1,183 @@
+"""
+Evaluate the shipped ONNX files with onnxruntime on held-out synthetic sequences (no torch).
+
+Measures what ships: seg mIoU (+ per class), flow EPE vs the zero-flow baseline, flow-path mIoU at
+key intervals 1/3/5/10, DN Spearman vs the true flow-path agreement, per-region cost. Writes
+<models>/metrics.json and regenerates <models>/README.md from it, so the card never holds typed numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from dvs_cluster.core.classes import CLASS_NAMES, NUM_CLASSES
+from dvs_cluster.train import data as D
+from dvs_cluster.train.cost import measure, session
+from dvs_cluster.train.data import log
+from dvs_cluster.train.dnset import build, region_batch
+from dvs_cluster.train.flowpath import confusion, flow_path, iou_per_class, miou, spearman, upsample_argmax
+
+# Held-out seed sets (all >= EVAL_SEED0, never used in training).
+SEG_EVAL_SEEDS = tuple(range(D.EVAL_SEED0, D.EVAL_SEED0 + 4))
+SEG_EVAL_FRAMES = 8
+SEG_EVAL_STRIDE = 11
+FLOW_EVAL_SEEDS = tuple(range(D.EVAL_SEED0 + 10, D.EVAL_SEED0 + 14))
+FLOW_EVAL_KEYS = (5, 60, 130)
+INTERVALS = (1, 3, 5, 10)
+DN_EVAL_SEEDS = tuple(range(D.EVAL_SEED0 + 20, D.EVAL_SEED0 + 23))
+DN_EVAL_FRAMES = 40
+
+
+def seg_eval(
+    seg: ort.InferenceSession,
+    seeds: tuple[int, ...] = SEG_EVAL_SEEDS,
+    frames: int = SEG_EVAL_FRAMES,
+    stride: int = SEG_EVAL_STRIDE,
+) -> npt.NDArray[np.int64]:
+    """Confusion matrix of the seg net over the regions of held-out frames (upsampled logits, argmax)."""
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for s in seeds:
+        for _, img, lab, _cut in D.iter_frames(s, [k * stride for k in range(frames)]):
+            rb = region_batch(img)
+            lg = seg.run(["logits"], {"image": rb})[0]
+            for r, gt in enumerate(D.regions(lab)):
+                conf += confusion(upsample_argmax(lg[r], rb.shape[1], rb.shape[2]), gt)  # type: ignore[arg-type]
+    return conf
+
+
+def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession) -> dict[str, Any]:
+    """EPE (1/4-grid px) vs zero flow and flow-path mIoU per key interval; pairs across cuts are skipped."""
+    res: dict[str, Any] = {}
+    for d in INTERVALS:
+        epe_sum = zero_sum = 0.0
+        n_valid = 0
+        conf_flow = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+        conf_copy = np.zeros_like(conf_flow)
+        conf_seg = np.zeros_like(conf_flow)
+        pairs = 0
+        for s in FLOW_EVAL_SEEDS:
+            for tk in FLOW_EVAL_KEYS:
+                gt_full, valid_full = D.gt_flow(s, tk, tk + d)
+                if valid_full.mean() < 0.3:
+                    continue
+                (_, kimg, _, _), (_, cimg, clab, _) = list(D.iter_frames(s, [tk, tk + d]))
+                kb, cb = region_batch(kimg), region_batch(cimg)
+                klg = seg.run(["logits"], {"image": kb})[0]
+                clg = seg.run(["logits"], {"image": cb})[0]
+                fl = flow.run(["flow"], {"key": kb, "current": cb})[0]
+                rh, rw = kb.shape[1:3]
+                gt_small, v_small = D.flow_to_grid(gt_full, valid_full)
+                for r, lab in enumerate(D.regions(clab)):
+                    gy, gx = (r // 2) * rh // 4, (r % 2) * rw // 4
+                    g = gt_small[:, gy : gy + rh // 4, gx : gx + rw // 4]
+                    v = v_small[gy : gy + rh // 4, gx : gx + rw // 4]
+                    epe_sum += float(np.linalg.norm(fl[r] - g, axis=0)[v].sum())
+                    zero_sum += float(np.linalg.norm(g, axis=0)[v].sum())
+                    n_valid += int(v.sum())
+                    conf_flow += confusion(flow_path(klg[r], fl[r], rh, rw), lab)  # type: ignore[arg-type]
+                    conf_copy += confusion(upsample_argmax(klg[r], rh, rw), lab)  # type: ignore[arg-type]
+                    conf_seg += confusion(upsample_argmax(clg[r], rh, rw), lab)  # type: ignore[arg-type]
+                pairs += 1
+        res[str(d)] = {
+            "pairs": pairs,
+            "epe": epe_sum / max(1, n_valid),
+            "epe_zero_flow": zero_sum / max(1, n_valid),
+            "miou_flow_path": miou(conf_flow),
+            "miou_key_copy": miou(conf_copy),
+            "miou_seg_every_frame": miou(conf_seg),
+        }
+        log(f"[eval] interval {d}: {res[str(d)]}")
+    return res
+
+
+def dn_eval(
+    seg: ort.InferenceSession, flow: ort.InferenceSession, dn: ort.InferenceSession
+) -> dict[str, Any]:
+    """Spearman between DN score and the measured flow-path agreement on held-out region pairs."""
+    rng = np.random.default_rng(12345)
+    samples = build(seg, flow, DN_EVAL_SEEDS, DN_EVAL_FRAMES, 3, 20, 20, rng)
+    feats, targets, gaps = samples.arrays()
+    scores = dn.run(["score"], {"features": feats})[0][:, 0]
+    inseq = gaps >= 0
+    return {
+        "samples": int(len(targets)),
+        "cross_sequence_samples": int((~inseq).sum()),
+        "spearman": spearman(scores, targets),
+        "spearman_within_sequence": spearman(scores[inseq], targets[inseq]),
+        "mae": float(np.abs(scores - targets).mean()),
+        "target_mean": float(targets.mean()),
+        "score_mean": float(scores.mean()),
+        "scores_finite": bool(np.isfinite(scores).all()),
+    }
+
+
+def evaluate(models: Path, quick: bool = False) -> dict[str, Any]:
+    """All metrics as one dict (quick: seg and cost only, for smoke runs)."""
+    t0 = time.time()
+    seg = session(models / "seg.onnx", 2)
+    flow = session(models / "flow.onnx", 2)
+    dn = session(models / "dn.onnx", 2)
+    conf = seg_eval(seg)
+    iou, present = iou_per_class(conf)
+    out: dict[str, Any] = {
+        "seg": {
+            "miou": miou(conf),
+            "per_class_iou": {
+                CLASS_NAMES[c]: (float(iou[c] * 100) if present[c] else None) for c in range(NUM_CLASSES)
+            },
+            "pixel_accuracy": float(np.diag(conf).sum() / max(1, conf.sum()) * 100),
+            "seeds": list(SEG_EVAL_SEEDS),
+            "frames": [k * SEG_EVAL_STRIDE for k in range(SEG_EVAL_FRAMES)],
+        }
+    }
+    log(f"[eval] seg mIoU {out['seg']['miou']:.2f}")
+    if not quick:
+        out["flow"] = {
+            "by_interval": flow_eval(seg, flow),
+            "seeds": list(FLOW_EVAL_SEEDS),
+            "key_frames": list(FLOW_EVAL_KEYS),
+            "unit": "pixels of the H/4 x W/4 grid",
+        }
+        out["dn"] = dn_eval(seg, flow, dn)
+        out["dn"]["seeds"] = list(DN_EVAL_SEEDS)
+        log(f"[eval] DN {out['dn']}")
+    out["cost"] = measure(models)
+    out["sizes_mb"] = {p.name: round(p.stat().st_size / 1e6, 3) for p in sorted(models.glob("*.onnx"))}
+    out["eval_seconds"] = round(time.time() - t0, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write metrics.json and the model card (python -m dvs_cluster.train.evaluate --models DIR)."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", type=Path, default=Path("models"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-card", action="store_true")
+    a = ap.parse_args(argv)
+    cmd = "python -m dvs_cluster.train.evaluate " + " ".join(
+        shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
+    )
+    m = evaluate(a.models, a.quick)
+    m["command"] = cmd
+    (a.models / "metrics.json").write_text(json.dumps(m, indent=2))
+    if not a.no_card:
+        from dvs_cluster.train.card import write_card
+
+        write_card(a.models)
+    json.dump({k: m[k] for k in ("seg", "cost")}, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

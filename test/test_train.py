@@ -1,0 +1,85 @@
+"""Training pipeline end to end on the tiny budget, and the torch-free guard for the runtime."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "dvs_cluster"
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_runtime_never_imports_torch() -> None:
+    """Only dvs_cluster/train/ may import torch: the boards run onnxruntime only."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in PKG.rglob("*.py")
+        if "train" not in p.relative_to(PKG).parts[:1] and "torch" in _imports(p)
+    ]
+    assert offenders == []
+
+
+def test_train_numpy_helpers_do_not_import_torch() -> None:
+    """evaluate/cost/flowpath/dnset/card run on the ONNX files and must work without torch."""
+    for name in ("evaluate", "cost", "flowpath", "dnset", "card", "data"):
+        assert "torch" not in _imports(PKG / "train" / f"{name}.py"), name
+
+
+@pytest.mark.train
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TORCH, reason="torch not importable: install the [train] extra")
+def test_tiny_budget_end_to_end(tmp_path: Path) -> None:
+    """Generate -> train a few steps -> export -> onnxruntime loads them and honours the contract."""
+    pytest.importorskip("dvs_cluster.data.synthetic", reason="synthetic generator not available")
+    import onnxruntime as ort
+
+    from dvs_cluster.train.cli import main
+
+    t0 = time.time()
+    rc = main(["--budget", "tiny", "--out", str(tmp_path / "models"), "--work", str(tmp_path / "work")])
+    assert rc == 0
+    assert time.time() - t0 < 120
+    out = tmp_path / "models"
+    info = json.loads((out / "training.json").read_text())
+    assert set(info["stages"]) == {"seg", "flow", "dn"}
+    for st in info["stages"].values():
+        assert all(d < 1e-3 for d in st["onnx_max_abs_diff"].values())
+
+    rng = np.random.default_rng(0)
+    n, h, w = 2, 128, 192
+    img = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    seg = ort.InferenceSession(str(out / "seg.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in seg.get_inputs()] == ["image"]
+    assert seg.get_inputs()[0].type == "tensor(uint8)"
+    (logits,) = seg.run(["logits"], {"image": img})
+    assert logits.dtype == np.float32 and logits.shape == (n, 19, h // 4, w // 4)
+
+    flow = ort.InferenceSession(str(out / "flow.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in flow.get_inputs()] == ["key", "current"]
+    fl, feats = flow.run(["flow", "features"], {"key": img, "current": img[::-1].copy()})
+    assert fl.dtype == np.float32 and fl.shape == (n, 2, h // 4, w // 4)
+    assert feats.dtype == np.float32 and feats.shape == (n, 64, 4, 8)
+
+    dn = ort.InferenceSession(str(out / "dn.onnx"), providers=["CPUExecutionProvider"])
+    (score,) = dn.run(["score"], {"features": feats})
+    assert score.dtype == np.float32 and score.shape == (n, 1)
+    assert np.isfinite(score).all() and (score >= 0).all() and (score <= 100).all()
