@@ -264,9 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(args_list)
-    args.argv = args_list
+    if args_list[:1] == ["train"]:
+        # Everything after `train` belongs to the training CLI, options included.
+        args = argparse.Namespace(func=cmd_train, train_args=args_list[1:], argv=args_list)
+    else:
+        args = build_parser().parse_args(args_list)
+        args.argv = args_list
     errors = _user_errors()
     try:
         rc: int = args.func(args)
