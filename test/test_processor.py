@@ -78,3 +78,12 @@ def test_key_shape_mismatch() -> None:
     key = proc.process(0, 0, _frames(1)[0], None).key
     with pytest.raises(ValueError, match="key is"):
         proc.process(0, 1, _frames(1, 60, 83)[0], key)
+
+
+@pytest.mark.parametrize(("h", "w"), [(256, 512), (255, 511), (61, 83)])
+def test_labels_from_logits_matches_dense_argmax(h: int, w: int) -> None:
+    logits = np.random.default_rng(h).standard_normal((19, *logit_grid(h, w))).astype(np.float32)
+    up = upsample_logits(logits, h, w)
+    labels, conf = labels_from_logits(logits, h, w)
+    np.testing.assert_array_equal(labels, up.argmax(axis=2))
+    np.testing.assert_allclose(conf, up.max(axis=2))

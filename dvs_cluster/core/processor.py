@@ -68,11 +68,28 @@ def upsample_logits(logits: FloatArray, height: int, width: int) -> FloatArray:
 
 
 def labels_from_logits(logits: FloatArray, height: int, width: int) -> tuple[UInt8Array, FloatArray]:
-    """(labels uint8 (height, width), confidence = max logit float32 (height, width))."""
-    up = upsample_logits(logits, height, width)
-    labels = np.argmax(up, axis=2).astype(np.uint8)
-    conf = np.max(up, axis=2).astype(np.float32, copy=False)
-    return labels, conf
+    """
+    (labels uint8 (height, width), confidence = max logit float32 (height, width)).
+
+    Same result as argmax/max over :func:`upsample_logits`, but one channel at a time: a running max
+    over single-channel resizes is ~3x faster than resizing and reducing a 19-channel image, and this is
+    on every region's path. Ties keep the lowest class index, like ``np.argmax``.
+    """
+    c, h, w = logits.shape
+    size = (w * STRIDE, h * STRIDE)
+    best = np.ascontiguousarray(
+        cv2.resize(np.ascontiguousarray(logits[0]), size, interpolation=cv2.INTER_LINEAR)[:height, :width],
+        dtype=np.float32,
+    )
+    labels = np.zeros((height, width), np.uint8)
+    for k in range(1, c):
+        up = cv2.resize(np.ascontiguousarray(logits[k]), size, interpolation=cv2.INTER_LINEAR)[
+            :height, :width
+        ]
+        win = np.greater(up, best)
+        np.maximum(best, up, out=best)
+        np.copyto(labels, np.uint8(k), where=win)
+    return labels, best
 
 
 @dataclass
