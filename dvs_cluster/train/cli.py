@@ -65,16 +65,17 @@ BUDGETS: dict[str, Budget] = {
         dn_cross=1,
         dn=LoopConfig(5, 8, 0, 0, 1e-3, log_every=1),
     ),
-    # The shipped models: ~35 min on 2 shared CPU cores (caps keep it under 60).
+    # The shipped models: ~28 min on 2 shared CPU cores; the loops anneal by steps or wall clock,
+    # whichever runs out first, so a slower machine takes fewer steps but the same time.
     "full": Budget(
         seg_seeds=20,
         seg_frames=30,
         seg_stride=7,
-        seg=LoopConfig(1100, 8, 256, 256, 3e-3, max_seconds=1260),
+        seg=LoopConfig(2400, 8, 256, 256, 3e-3, max_seconds=900),
         flow_seeds=12,
         flow_pairs=30,
         flow_max_gap=20,
-        flow=LoopConfig(2400, 6, 256, 384, 2e-3, max_seconds=480),
+        flow=LoopConfig(4000, 6, 256, 384, 2e-3, max_seconds=360),
         dn_seeds=6,
         dn_frames=60,
         dn_gaps=3,

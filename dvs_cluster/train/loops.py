@@ -45,12 +45,11 @@ class LoopResult:
     final_loss: float
 
 
-def _lr_at(step: int, total: int, base: float) -> float:
-    """Linear warm-up over 3 % then cosine to 2 % of base: robust with short CPU budgets."""
-    warm = max(1, int(0.03 * total))
-    if step < warm:
-        return base * (step + 1) / warm
-    p = (step - warm) / max(1, total - warm)
+def _lr_at(progress: float, base: float) -> float:
+    """Linear warm-up over the first 3 % then cosine to 2 % of base: robust with short CPU budgets."""
+    if progress < 0.03:
+        return base * max(progress, 0.001) / 0.03
+    p = min(1.0, (progress - 0.03) / 0.97)
     return base * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * p)))
 
 
@@ -88,8 +87,14 @@ def _run(
     ema = float("nan")
     step = 0
     for step in range(cfg.steps):
+        # Progress is steps or wall clock, whichever is further: a capped run still anneals fully.
+        progress = max(step / cfg.steps, (time.time() - t0) / cfg.max_seconds)
+        if progress >= 1.0:
+            log(f"[{name}] wall-clock cap {cfg.max_seconds:.0f}s reached after {step} steps")
+            step -= 1
+            break
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg.steps, cfg.lr)
+            g["lr"] = _lr_at(progress, cfg.lr)
         loss = step_fn(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -98,13 +103,10 @@ def _run(
         ema = lv if math.isnan(ema) else 0.95 * ema + 0.05 * lv
         el = time.time() - t0
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            eta = el / (step + 1) * (cfg.steps - step - 1)
+            eta = min(el / (step + 1) * (cfg.steps - step - 1), cfg.max_seconds - el)
             log(
                 f"[{name}] step {step + 1}/{cfg.steps} loss {lv:.4f} (ema {ema:.4f}) {el:.0f}s eta {eta:.0f}s"
             )
-        if el > cfg.max_seconds:
-            log(f"[{name}] wall-clock cap {cfg.max_seconds:.0f}s reached after {step + 1} steps")
-            break
     model.eval()
     return LoopResult(step + 1, time.time() - t0, ema)
 
