@@ -135,3 +135,44 @@ def test_segment_video_other_size(tmp_path: Path, capsys: pytest.CaptureFixture[
     stats = json.loads((out / "stats.json").read_text())
     assert stats["frames"] == 4 and stats["miou"] is None and 0 <= stats["seg_fraction"] <= 1
     assert "4 frames" in capsys.readouterr().out
+
+
+def test_synthetic_source() -> None:
+    pytest.importorskip("dvs_cluster.data.synthetic", reason="synthetic generator not available yet")
+    src = open_source("synthetic:3", 256, 128, frames=3)
+    assert src.has_labels and src.length == 3
+    frames = list(src)
+    assert [f.index for f in frames] == [0, 1, 2]
+    f = frames[0]
+    assert f.image.shape == (128, 256, 3) and f.image.dtype == np.uint8
+    assert f.labels is not None and f.labels.shape == (128, 256) and f.labels.dtype == np.uint8
+    again = next(iter(open_source("synthetic:3", 256, 128, frames=1)))
+    np.testing.assert_array_equal(again.image, f.image)  # deterministic
+
+
+def test_segment_synthetic_with_gt(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("dvs_cluster.data.synthetic", reason="synthetic generator not available yet")
+    shipped_model_dir()
+    argv = ["segment", "--source", "synthetic:1", "--frames", "3", "--width", "256", "--height", "128"]
+    argv += [
+        "--save-labels",
+        str(tmp_path / "l"),
+        "--save-gt",
+        str(tmp_path / "g"),
+        "--json",
+        str(tmp_path / "s.json"),
+    ]
+    assert main([*argv, "-q", "--threads", "1"]) == 0, capsys.readouterr().err
+    gt = cv2.imread(str(tmp_path / "g" / "000002.png"), cv2.IMREAD_UNCHANGED)
+    assert gt.shape == (128, 256) and gt.dtype == np.uint8
+    assert len(list((tmp_path / "l").glob("*.png"))) == 3
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["miou"] is not None and 0 <= stats["miou"] <= 100 and stats["iou"]
+
+
+def test_save_gt_needs_ground_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipped_model_dir()
+    video = write_video(tmp_path / "v.mp4", frames=2)
+    rc = main(["segment", "--source", str(video), "--save-gt", str(tmp_path / "g"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no ground truth" in err and "Traceback" not in err
