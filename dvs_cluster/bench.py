@@ -318,7 +318,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     except ModuleNotFoundError as e:
         raise BenchError("--plot needs matplotlib: pip install 'dvs_cluster[plot]'") from e
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    pts = [p for p in report["sweep"] if p["miou"] is not None]
+    pts = sorted((p for p in report["sweep"] if p["miou"] is not None), key=lambda p: p["fps"])
     if pts:
         ax.plot(
             [p["fps"] for p in pts], [p["miou"] for p in pts], "o-", color="tab:blue", label="Single (sweep)"

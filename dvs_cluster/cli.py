@@ -47,6 +47,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def add_source_options(p: argparse.ArgumentParser) -> None:
     """--source/--frames/--width/--height/--resize (shared by segment, bench and the cluster)."""
     g = p.add_argument_group("input")
@@ -83,7 +93,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("DVSNet")
     g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
     g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
-    g.add_argument("--overlap", type=int, default=0, help="region overlap margin in pixels (default 0)")
+    g.add_argument("--overlap", type=_nonneg_int, default=0, help="region overlap margin, pixels (default 0)")
     g.add_argument(
         "--threshold",
         type=float,
