@@ -133,6 +133,7 @@ class Task:
     threshold: float
     policy: str = "dvsnet"
     want_confidence: bool = False
+    run_id: str = ""
     attempt: int = 0
     stamp: float = 0.0  # capture time, seconds since the epoch
     frame_id: str = ""
@@ -350,6 +351,7 @@ def encode_task(task: Task, quantize: str = "float32") -> memoryview:
         header=_header(task.stamp, task.frame_id),
         cluster_id=task.cluster_id,
         slave_id=task.slave_id,
+        run_id=task.run_id,
         sequence=task.sequence,
         attempt=task.attempt,
         region=task.region,
@@ -399,6 +401,7 @@ def decode_task(data: bytes | bytearray | memoryview) -> Task:
         threshold=float(msg.threshold),
         policy=msg.policy,
         want_confidence=bool(msg.want_confidence),
+        run_id=msg.run_id,
         attempt=int(msg.attempt),
         stamp=_stamp(msg.header),
         frame_id=msg.header.frame_id,
@@ -496,3 +499,13 @@ def decode_status(data: bytes | bytearray | memoryview) -> Status:
         key_sequences=tuple(int(k) for k in msg.key_sequences),
         stamp=_stamp(msg.header),
     )
+
+
+def warmup() -> None:
+    """Encode and decode one message of each type: rosbags builds its (de)serialisers on first use."""
+    img = np.zeros((8, 8, 3), np.uint8)
+    key = KeyPayload(0, img, np.zeros((19, 2, 2), np.float32))
+    decode_task(encode_task(Task("w", "w", 1, 0, 1, (0, 0, 8, 8), img, 90.0, key=key)))
+    labels = np.zeros((8, 8), np.uint8)
+    decode_result(encode_result(Result("w", "w", 1, 0, PATH_SEG, 1.0, 1, labels, key.logits, labels * 0.0)))
+    decode_status(encode_status(Status("w", "w", "w", key_sequences=(1,))))

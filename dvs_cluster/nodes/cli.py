@@ -1,0 +1,389 @@
+"""
+``dvs-cluster master | slave | run``: the cluster's processes.
+
+``master`` and ``slave`` are the separate processes of a real cluster (one per board); ``run --slaves N``
+starts N slave processes on this machine, acts as the master itself, and stops the slaves when done
+(Ctrl-C included). Transport is Zenoh: peer mode with multicast discovery by default; ``--listen`` /
+``--connect`` endpoints (e.g. ``tcp/0.0.0.0:7447`` on the master, ``tcp/MASTER_IP:7447`` on slaves)
+across hosts. ``dvs_cluster.cli`` calls :func:`register`; ``python -m dvs_cluster.nodes.cli`` works too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+log = logging.getLogger("dvs_cluster.nodes")
+
+
+def _add_transport_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("transport (zenoh)")
+    g.add_argument("--cluster", default="default", help="cluster id, prefix of every key (default: default)")
+    g.add_argument("--listen", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447")
+    g.add_argument(
+        "--connect", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/192.168.1.10:7447"
+    )
+    g.add_argument("--mode", default="peer", choices=("peer", "client", "router"), help="zenoh mode")
+    g.add_argument(
+        "--multicast",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="multicast scouting (auto: on unless --connect is given)",
+    )
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """The slave's model options (same names as ``segment``)."""
+    from dvs_cluster.cli import _positive_int
+
+    g = p.add_argument_group("models (slave)")
+    g.add_argument(
+        "--models", metavar="DIR", help="model directory (default: $DVS_CLUSTER_MODELS, installed, repo)"
+    )
+    g.add_argument("--providers", default="cpu", help="comma-separated onnxruntime providers (default cpu)")
+    g.add_argument("--threads", type=_positive_int, help="onnxruntime intra-op threads per slave")
+    g.add_argument(
+        "--result-quantize",
+        default="float32",
+        choices=("float32", "float16", "uint8"),
+        help="encoding of the seg-path logits sent back to the master (default float32: exact keys)",
+    )
+
+
+def _add_master_args(p: argparse.ArgumentParser) -> None:
+    from dvs_cluster.cli import _positive_int, add_source_options
+
+    add_source_options(p)
+    g = p.add_argument_group("outputs")
+    g.add_argument("--json", metavar="PATH", help="write the run report as JSON ('-' = stdout)")
+    g.add_argument("--trace", metavar="PATH", help="write the per-region trace (slave, path, key) as JSON")
+    g.add_argument("--save-labels", metavar="DIR", help="trainId PNG per frame")
+    g.add_argument("--save-gt", metavar="DIR", help="ground-truth trainId PNG per frame (synthetic source)")
+    g.add_argument("--save-overlay", metavar="PATH", help="overlay PNG directory, or a video if .mp4")
+    g = p.add_argument_group("DVSNet")
+    g.add_argument("--policy", default="dvsnet", help="dvsnet (default) | dynamic | segpath | fixedK")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        help="DN threshold 0..100: score below -> seg path (default: the slaves' model card, else 90)",
+    )
+    g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
+    g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
+    g.add_argument("--overlap", type=int, default=0, help="region overlap margin in pixels (default 0)")
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--slaves-expected", type=_positive_int, default=1, help="slaves to wait for (default 1)")
+    g.add_argument("--wait", type=float, default=60.0, help="seconds to wait for them (default 60)")
+    g.add_argument(
+        "--max-in-flight", type=_positive_int, default=1, help="tasks in flight per slave (default 1)"
+    )
+    g.add_argument(
+        "--queue", type=_positive_int, default=4, help="frames waiting in the queue at most (default 4)"
+    )
+    g.add_argument("--timeout", type=float, default=10.0, help="re-dispatch a task unanswered this long (s)")
+    g.add_argument(
+        "--forward-threshold",
+        type=int,
+        default=0,
+        help="forward the global key when the slave's is more than this many frames older (default 0)",
+    )
+    g.add_argument("--affinity", action="store_true", help="prefer the slave holding the freshest key")
+    g.add_argument(
+        "--key-quantize",
+        default="float32",
+        choices=("float32", "float16", "uint8"),
+        help="encoding of forwarded key logits (default float32: exact)",
+    )
+    g.add_argument(
+        "--preload",
+        action="store_true",
+        help="read all frames before the clock starts (fps of the cluster alone, not of the source)",
+    )
+    g.add_argument(
+        "--rate", type=float, default=0.0, help="emulate a camera at this fps (counted drops); 0 = off"
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``master``, ``slave`` and ``run`` to the ``dvs-cluster`` command."""
+    m = subparsers.add_parser("master", help="cluster master: split, schedule, gather, assemble")
+    _add_master_args(m)
+    _add_transport_args(m)
+    m.set_defaults(func=cmd_master)
+
+    s = subparsers.add_parser("slave", help="cluster slave: run the DVSNet region step on tasks")
+    s.add_argument("--name", required=True, help="slave name, unique in the cluster ([A-Za-z0-9_.-])")
+    _add_model_args(s)
+    _add_transport_args(s)
+    s.set_defaults(func=cmd_slave)
+
+    r = subparsers.add_parser("run", help="master + N local slave processes, stopped when done")
+    r.add_argument("--slaves", type=int, default=2, help="number of slave processes (default 2)")
+    _add_master_args(r)
+    _add_model_args(r)
+    _add_transport_args(r)
+    r.set_defaults(func=cmd_run)
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+
+def _multicast(args: argparse.Namespace) -> bool | None:
+    return {"auto": None, "on": True, "off": False}[args.multicast]
+
+
+def _transport(args: argparse.Namespace) -> Any:
+    from dvs_cluster.transport.zenoh import ZenohTransport
+
+    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args))
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _write_json(path: str, data: Any) -> None:
+    from dvs_cluster.io.sinks import write_json
+
+    if path == "-":
+        from dvs_cluster.io.sinks import _jsonable
+
+        json.dump(_jsonable(data), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_json(path, data)
+
+
+def _summary(rep: dict[str, Any]) -> str:
+    miou = rep["miou"]
+    bpf = rep["bytes_per_frame"]
+    lines = [
+        f"frames in {rep['frames_in']}  out {rep['frames_out']}  dropped {rep['frames_dropped']}  "
+        f"{rep['fps']:.2f} fps  seg {rep['seg_fraction'] * 100:.1f}%"
+        + (f"  mIoU {miou:.2f}" if miou is not None else ""),
+        f"bytes/frame  master->slaves {bpf['master_to_slaves'] / 1e6:.2f} MB  "
+        f"slaves->master {bpf['slaves_to_master'] / 1e6:.2f} MB",
+        "per slave: "
+        + ", ".join(
+            f"{n}: {s['regions']} ({s['seg']} seg / {s['flow']} flow)" for n, s in rep["per_slave"].items()
+        ),
+        "master ms/frame: "
+        + " ".join(f"{k} {v:.1f}" for k, v in rep["latency_ms"]["master"].items() if v >= 0.05),
+        "slave ms/region: "
+        + " ".join(f"{k} {v:.1f}" for k, v in rep["latency_ms"]["slave"].items() if v >= 0.05),
+    ]
+    if rep.get("aborted"):
+        lines.append(f"ABORTED: {rep['aborted']}")
+    return "\n".join(lines)
+
+
+def _master_config(args: argparse.Namespace) -> Any:
+    from dvs_cluster.nodes.master import MasterConfig
+
+    return MasterConfig(
+        cluster_id=args.cluster,
+        width=args.width,
+        height=args.height,
+        rows=args.rows,
+        cols=args.cols,
+        overlap=args.overlap,
+        policy=args.policy,
+        threshold=-1.0 if args.threshold is None else args.threshold,
+        max_in_flight=args.max_in_flight,
+        max_queued_frames=args.queue,
+        timeout_s=args.timeout,
+        forward_threshold=args.forward_threshold,
+        affinity=args.affinity,
+        quantize=args.key_quantize,
+        rate=args.rate,
+    )
+
+
+def _run_master(
+    args: argparse.Namespace, stop: threading.Event, expected: int, procs: Sequence[Any] = ()
+) -> int:
+    """Open the source and sinks, wait for the slaves, run, report. Returns the exit code."""
+    from dvs_cluster.cli import CliError
+    from dvs_cluster.core.policy import make_policy
+    from dvs_cluster.io.sinks import PngSink, Sink, VideoSink
+    from dvs_cluster.io.sources import open_source
+    from dvs_cluster.nodes.master import MasterNode
+
+    try:
+        make_policy(args.policy, 90.0 if args.threshold is None else args.threshold)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    source = open_source(args.source, args.width, args.height, args.resize, args.frames)
+    sinks: list[Sink] = []
+    gt_sinks: list[Sink] = []
+    if args.save_labels:
+        sinks.append(PngSink(args.save_labels, "labels"))
+    if args.save_overlay:
+        ov = args.save_overlay
+        sinks.append(VideoSink(ov, source.fps) if ov.endswith((".mp4", ".avi")) else PngSink(ov, "overlay"))
+    if args.save_gt:
+        if not source.has_labels:
+            source.close()
+            raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
+        gt_sinks.append(PngSink(args.save_gt, "gt"))
+    transport = _transport(args)
+    node = MasterNode(transport, _master_config(args))
+    try:
+        deadline = time.monotonic() + args.wait
+        while not node.wait_for_slaves(expected, 0.5, stop):
+            if stop.is_set():
+                return 130
+            dead = [p for p in procs if p.poll() is not None]
+            if procs and len(dead) == len(procs):
+                print("all slave processes exited before joining", file=sys.stderr)
+                return 1
+            if time.monotonic() > deadline:
+                print(
+                    f"only {len(node.wm.slaves)} of {expected} slave(s) joined within {args.wait:g} s "
+                    f"(cluster {args.cluster!r})",
+                    file=sys.stderr,
+                )
+                return 1
+        frames: Iterable[Any] = source
+        if args.preload:
+            frames = list(itertools.islice(source, args.frames))
+        rep = node.run(frames, sinks, gt_sinks, args.frames, stop)
+        rep["source"] = source.name
+    finally:
+        node.close()
+        for sink in sinks + gt_sinks:
+            sink.close()
+        source.close()
+        transport.close()
+    print(_summary(rep), file=sys.stderr)
+    if args.json:
+        _write_json(args.json, rep)
+    if args.trace:
+        _write_json(args.trace, node.trace)
+    if rep.get("aborted") == "stopped":
+        return 130
+    return 1 if rep.get("aborted") else 0
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    """``dvs-cluster master``."""
+    _setup_logging(args.verbose)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    return _run_master(args, stop, args.slaves_expected)
+
+
+def cmd_slave(args: argparse.Namespace) -> int:
+    """``dvs-cluster slave --name NAME``: serve until SIGINT/SIGTERM."""
+    _setup_logging(args.verbose)
+    from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.nodes.slave import SlaveNode
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    providers = [p for p in args.providers.split(",") if p.strip()]
+    models = OnnxModels(args.models, providers, intra_op_threads=args.threads)
+    transport = _transport(args)
+    try:
+        node = SlaveNode(args.name, transport, models, cluster_id=args.cluster, quantize=args.result_quantize)
+        log.info("slave %s ready (cluster %s)", args.name, args.cluster)
+        try:
+            counters = node.run(stop)
+        finally:
+            node.close()
+    finally:
+        transport.close()
+    log.info("slave %s stopped: %s", args.name, counters)
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 5.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``dvs-cluster run --slaves N``: N slave processes + this process as the master, on one host."""
+    _setup_logging(args.verbose)
+    if args.slaves < 1:
+        print("--slaves must be >= 1", file=sys.stderr)
+        return 2
+    if args.cluster == "default":
+        args.cluster = f"run-{uuid.uuid4().hex[:8]}"  # no cross-talk with other clusters on this host
+    if not args.listen and not args.connect:
+        # Deterministic local wiring: the master listens on a loopback port, slaves connect to it.
+        endpoint = f"tcp/127.0.0.1:{_free_port()}"
+        args.listen = [endpoint]
+        slave_connect = [endpoint]
+        if args.multicast == "auto":
+            args.multicast = "off"
+    else:
+        slave_connect = list(args.connect) + list(args.listen)
+    threads = args.threads if args.threads is not None else max(1, (os.cpu_count() or 1) // args.slaves)
+    procs: list[subprocess.Popen[bytes]] = []
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        for i in range(args.slaves):
+            cmd = [sys.executable, "-m", "dvs_cluster.cli", "slave", "--name", f"slave{i}"]
+            cmd += ["--cluster", args.cluster, "--providers", args.providers, "--threads", str(threads)]
+            cmd += ["--result-quantize", args.result_quantize, "--multicast", "off"]
+            cmd += [a for ep in slave_connect for a in ("--connect", ep)]
+            if args.models:
+                cmd += ["--models", args.models]
+            cmd += ["-v"] * args.verbose
+            # Own process group: Ctrl-C reaches the master only, which then stops the slaves in order.
+            procs.append(subprocess.Popen(cmd, start_new_session=True))
+        return _run_master(args, stop, args.slaves, procs)
+    finally:
+        _stop_processes(procs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dvs_cluster.nodes.cli ...`` = ``dvs-cluster ...`` (same parser and error handling)."""
+    from dvs_cluster.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

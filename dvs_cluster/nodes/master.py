@@ -1,0 +1,584 @@
+"""
+Master node: source -> split -> workload manager -> tasks out -> results in -> assemble in order -> sinks.
+
+One thread runs the loop; the transport's threads only enqueue events (results, heartbeats, liveliness)
+into a bounded inbox. Per loop turn the master takes frames from the source (as fast as the queue has
+room, or at a fixed camera ``rate`` with the scheduler's counted drops when the cluster is slower),
+dispatches the head of the queue to available slaves (attaching the newest global key when the
+forwarding rule says so), handles results (first answer per region wins; seg-path results update the
+global key buffer), re-dispatches timed-out work, and emits finished frames strictly in frame order.
+
+Time is booked per stage (the master half of the paper's Figure 6): ``source``, ``split``,
+``schedule``, ``serialize``, ``publish``, ``deserialize``, ``keys``, ``assembly``, ``metrics``,
+``output`` and ``idle`` (blocked waiting with nothing else to do).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dvs_cluster.core.classes import NUM_CLASSES
+from dvs_cluster.core.keys import KeyBuffer, KeyFrame
+from dvs_cluster.core.metrics import ConfusionMatrix, PathMix, summarize
+from dvs_cluster.core.processor import logit_grid
+from dvs_cluster.core.regions import RegionGrid
+from dvs_cluster.core.scheduler import Outcome, WorkloadManager
+from dvs_cluster.io.sinks import Sink
+from dvs_cluster.io.sources import Frame
+from dvs_cluster.transport.base import ClusterKeys, Handle, Transport
+from dvs_cluster.transport.messages import (
+    PATH_NAMES,
+    PATH_SEG,
+    TIMING_FIELDS,
+    KeyPayload,
+    MessageError,
+    Result,
+    Task,
+    decode_result,
+    decode_status,
+    encode_task,
+    warmup,
+)
+
+log = logging.getLogger(__name__)
+
+UInt8Array = npt.NDArray[np.uint8]
+FloatArray = npt.NDArray[np.float32]
+MASTER_STAGES = (
+    "source",
+    "split",
+    "schedule",
+    "serialize",
+    "publish",
+    "deserialize",
+    "keys",
+    "assembly",
+    "metrics",
+    "output",
+    "idle",
+)
+
+
+@dataclass
+class MasterConfig:
+    """Knobs of the master (CLI flags map 1:1)."""
+
+    cluster_id: str = "default"
+    width: int = 1024
+    height: int = 512
+    rows: int = 2
+    cols: int = 2
+    overlap: int = 0
+    policy: str = "dvsnet"
+    threshold: float = -1.0  # DN threshold; negative = each slave's model default (model card, else 90)
+    max_in_flight: int = 1  # tasks in flight per slave
+    max_queued_frames: int = 4
+    timeout_s: float = 10.0  # a task unanswered this long is re-dispatched
+    forward_threshold: int = 0  # forward the global key when the slave's is more than this older
+    affinity: bool = False
+    quantize: str = "float32"  # forwarded key logits: float32 | float16 | uint8
+    rate: float = 0.0  # camera frame rate to emulate (frames/s); 0 = take frames as the queue has room
+    lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up
+
+
+@dataclass
+class _Slot:
+    """A frame between its arrival and its output."""
+
+    frame: Frame
+    crops: list[UInt8Array]
+    labels: list[UInt8Array | None]
+    confidence: list[FloatArray | None]
+    t_in: float
+    done: int = 0
+
+
+@dataclass
+class _SlaveStats:
+    regions: int = 0
+    seg: int = 0
+    flow: int = 0
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_FIELDS, 0.0))
+    incarnation: str = ""
+    status_malformed: int = 0
+    tasks_done: int = 0
+
+
+class MasterNode:
+    """The master over any :class:`~dvs_cluster.transport.base.Transport`."""
+
+    def __init__(self, transport: Transport, config: MasterConfig | None = None) -> None:
+        """Subscribe to results, heartbeats and slave liveliness; announce the master alive."""
+        self.config = cfg = config or MasterConfig()
+        self.transport = transport
+        self.keys = ClusterKeys(cfg.cluster_id)
+        self.grid = RegionGrid(cfg.width, cfg.height, cfg.rows, cfg.cols, cfg.overlap)
+        self.num_regions = len(self.grid)
+        self.run_id = uuid.uuid4().hex[:12]
+        self.wm = WorkloadManager(
+            self.num_regions,
+            max_in_flight=cfg.max_in_flight,
+            max_queued_frames=cfg.max_queued_frames,
+            timeout_s=cfg.timeout_s,
+            forward_threshold=cfg.forward_threshold,
+            affinity=cfg.affinity,
+        )
+        self.global_keys = KeyBuffer(self.num_regions)
+        self.stage_s = dict.fromkeys(MASTER_STAGES, 0.0)
+        self.slave_stats: dict[str, _SlaveStats] = {}
+        self.mix = PathMix()
+        self.confusion = ConfusionMatrix()
+        self.has_gt = False
+        self.frames_in = 0
+        self.frames_out = 0
+        self.frames_dropped = 0
+        self.malformed = 0
+        self.foreign = 0
+        self.inbox_overflow = 0
+        self.bytes_tasks = 0
+        self.bytes_keys = 0
+        self.bytes_results = 0
+        self.frame_latency_ms: list[float] = []
+        self.trace: list[dict[str, Any]] = []
+        self.aborted: str | None = None
+        self.wall_s = 0.0
+        self._slots: dict[int, _Slot] = {}
+        self._order: deque[int] = deque()
+        self._dropped: set[int] = set()
+        self._no_slave_since: float | None = None
+        self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=4096)
+        warmup()
+        self._handles: list[Handle] = [
+            transport.subscribe(self.keys.result, self._enqueue("result")),
+            transport.subscribe(self.keys.status_all, self._enqueue("status")),
+            transport.watch_liveliness(self.keys.alive_slaves, self._enqueue("alive")),
+            transport.declare_liveliness(self.keys.alive_master),
+        ]
+
+    # -- transport side -----------------------------------------------------------------------------
+
+    def _enqueue(self, kind: str) -> Any:
+        def put(key: str, value: Any) -> None:
+            try:
+                self._inbox.put_nowait((kind, key, value))
+            except queue.Full:
+                self.inbox_overflow += 1
+
+        return put
+
+    def close(self) -> None:
+        """Withdraw subscriptions and the liveliness token (the transport stays open)."""
+        for h in self._handles:
+            h.close()
+        self._handles = []
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def _handle_event(self, kind: str, key: str, value: Any) -> None:
+        if kind == "result":
+            self._handle_result(value)
+        elif kind == "status":
+            self._handle_status(key, value)
+        elif kind == "alive":
+            name = self.keys.last_chunk(key)
+            if value:
+                log.info("slave %s alive", name)
+                self.wm.add_slave(name)
+                self.slave_stats.setdefault(name, _SlaveStats())
+            else:
+                requeued = self.wm.remove_slave(name)
+                log.warning("slave %s gone; %d task(s) re-queued", name, len(requeued))
+
+    def _handle_status(self, key: str, payload: bytes) -> None:
+        t0 = time.perf_counter()
+        try:
+            status = decode_status(payload)
+        except MessageError as exc:
+            self.malformed += 1
+            log.warning("dropped malformed heartbeat on %s: %s", key, exc)
+            return
+        finally:
+            self.stage_s["deserialize"] += time.perf_counter() - t0
+        if status.cluster_id != self.config.cluster_id or status.slave_id != self.keys.last_chunk(key):
+            self.foreign += 1
+            return
+        st = self.slave_stats.setdefault(status.slave_id, _SlaveStats())
+        if st.incarnation and status.incarnation != st.incarnation and status.slave_id in self.wm.slaves:
+            # Restarted faster than liveliness noticed: its keys and tasks in flight are gone.
+            log.warning("slave %s restarted; its tasks are re-queued", status.slave_id)
+            self.wm.remove_slave(status.slave_id)
+            self.wm.add_slave(status.slave_id)
+        st.incarnation = status.incarnation
+        st.status_malformed = status.malformed
+        st.tasks_done = status.tasks_done
+
+    def _check_result(self, res: Result) -> str | None:
+        """Why a decoded result does not fit this master's grid (None if it fits)."""
+        if not 0 <= res.region < self.num_regions:
+            return f"region {res.region} out of range"
+        r = self.grid.regions[res.region]
+        if res.labels.shape != (r.height, r.width):
+            return f"labels {res.labels.shape} for a {r.width}x{r.height} region"
+        if res.path == PATH_SEG:
+            assert res.logits is not None
+            if res.logits.shape != (NUM_CLASSES, *logit_grid(r.height, r.width)):
+                return f"logits {res.logits.shape} do not fit region {res.region}"
+        if self.grid.overlap and res.confidence is None:
+            return "no confidence map for an overlapping grid"
+        return None
+
+    def _handle_result(self, payload: bytes) -> None:
+        t0 = time.perf_counter()
+        try:
+            res = decode_result(payload)
+        except MessageError as exc:
+            self.malformed += 1
+            log.warning("dropped malformed result (%d bytes): %s", len(payload), exc)
+            return
+        finally:
+            self.stage_s["deserialize"] += time.perf_counter() - t0
+        self.bytes_results += len(payload)
+        if res.cluster_id != self.config.cluster_id:
+            self.foreign += 1
+            return
+        why = self._check_result(res)
+        if why is not None:
+            self.malformed += 1
+            log.warning("dropped result from %s: %s", res.slave_id, why)
+            return
+        seg = res.path == PATH_SEG
+        if self.wm.complete(res.slave_id, res.sequence, res.region, seg) is not Outcome.ACCEPTED:
+            return
+        slot = self._slots.get(res.sequence)
+        if slot is None:  # cannot happen: the scheduler only accepts open frames
+            return
+        slot.labels[res.region] = res.labels
+        slot.confidence[res.region] = res.confidence
+        slot.done += 1
+        path = PATH_NAMES[res.path]
+        self.mix.add(path)
+        st = self.slave_stats.setdefault(res.slave_id, _SlaveStats())
+        st.regions += 1
+        if seg:
+            st.seg += 1
+        else:
+            st.flow += 1
+        for k, v in res.timings.as_dict().items():
+            st.timings[k] += v
+        self.trace.append(
+            {
+                "sequence": res.sequence,
+                "region": res.region,
+                "slave": res.slave_id,
+                "path": path,
+                "key": res.key_sequence,
+                "score": res.score,
+                "attempt": res.attempt,
+            }
+        )
+        if seg:
+            t0 = time.perf_counter()
+            assert res.logits is not None
+            self.global_keys.put(res.region, KeyFrame(res.sequence, slot.crops[res.region], res.logits))
+            self.stage_s["keys"] += time.perf_counter() - t0
+
+    # -- frames in ----------------------------------------------------------------------------------
+
+    def _take(self, frames: Iterator[Frame]) -> bool:
+        """Read one frame and queue it; False when the source is exhausted."""
+        t0 = time.perf_counter()
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return False
+        finally:
+            self.stage_s["source"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        crops = [np.ascontiguousarray(c, dtype=np.uint8) for c in self.grid.split(frame.image)]
+        now = time.perf_counter()
+        self.stage_s["split"] += now - t0
+        seq = frame.index
+        n = self.num_regions
+        self._slots[seq] = _Slot(frame, crops, [None] * n, [None] * n, now)
+        self._order.append(seq)
+        self.frames_in += 1
+        for victim in self.wm.submit(seq):
+            self._slots.pop(victim, None)
+            self._dropped.add(victim)
+            self.frames_dropped += 1
+        return True
+
+    # -- tasks out ----------------------------------------------------------------------------------
+
+    def _dispatch(self, now: float) -> None:
+        t0 = time.perf_counter()
+        expired = self.wm.expire(now)
+        for job in expired:
+            log.warning("task %d/%d timed out; re-queued", job.sequence, job.region)
+        while True:
+            d = self.wm.next_dispatch(now)
+            self.stage_s["schedule"] += time.perf_counter() - t0
+            if d is None:
+                return
+            slot = self._slots[d.job.sequence]
+            region = self.grid.regions[d.job.region]
+            key_payload = None
+            if d.forward_key is not None:
+                kf = self.global_keys.get(d.job.region)
+                if kf is not None:
+                    key_payload = KeyPayload(kf.timestep, kf.image, kf.logits)
+            task = Task(
+                cluster_id=self.config.cluster_id,
+                slave_id=d.slave,
+                run_id=self.run_id,
+                sequence=d.job.sequence,
+                region=d.job.region,
+                num_regions=self.num_regions,
+                rect=(region.px0, region.py0, region.width, region.height),
+                image=slot.crops[d.job.region],
+                policy=self.config.policy,
+                threshold=self.config.threshold,
+                want_confidence=self.grid.overlap > 0,
+                attempt=d.job.attempt,
+                stamp=float(slot.frame.stamp),
+                key=key_payload,
+            )
+            t1 = time.perf_counter()
+            data = encode_task(task, self.config.quantize)
+            t2 = time.perf_counter()
+            self.stage_s["serialize"] += t2 - t1
+            try:
+                self.transport.publish(self.keys.task(d.slave), data)
+            except Exception as exc:
+                log.error("sending to %s failed (%s); treating it as gone", d.slave, exc)
+                self.wm.remove_slave(d.slave)
+            t0 = time.perf_counter()
+            self.stage_s["publish"] += t0 - t2
+            self.bytes_tasks += len(data)
+            if key_payload is not None:
+                self.bytes_keys += key_payload.image.nbytes + key_payload.logits.nbytes
+
+    # -- frames out ---------------------------------------------------------------------------------
+
+    def _emit(self, sinks: Sequence[Sink], gt_sinks: Sequence[Sink]) -> None:
+        while self._order:
+            seq = self._order[0]
+            if seq in self._dropped:
+                self._order.popleft()
+                self._dropped.discard(seq)
+                continue
+            slot = self._slots[seq]
+            if slot.done < self.num_regions:
+                return
+            self._order.popleft()
+            del self._slots[seq]
+            t0 = time.perf_counter()
+            parts = [lab for lab in slot.labels if lab is not None]
+            conf = [c for c in slot.confidence if c is not None] if self.grid.overlap else None
+            labels = self.grid.assemble_labels(parts, conf)
+            t1 = time.perf_counter()
+            self.stage_s["assembly"] += t1 - t0
+            frame = slot.frame
+            if frame.labels is not None:
+                self.has_gt = True
+                self.confusion.update(labels, frame.labels)
+            t2 = time.perf_counter()
+            self.stage_s["metrics"] += t2 - t1
+            if sinks or gt_sinks:
+                back = frame.transform.labels_back(labels)
+                for sink in sinks:
+                    sink.write(frame, back)
+                for sink in gt_sinks:
+                    sink.write(frame, back)
+            self.stage_s["output"] += time.perf_counter() - t2
+            self.frames_out += 1
+            self.frame_latency_ms.append((time.perf_counter() - slot.t_in) * 1000.0)
+
+    # -- main loop ----------------------------------------------------------------------------------
+
+    def _pump(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for an event (booked as idle), then handle all pending events."""
+        t0 = time.perf_counter()
+        try:
+            event = self._inbox.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            self.stage_s["idle"] += time.perf_counter() - t0
+            return
+        self.stage_s["idle"] += time.perf_counter() - t0
+        while True:
+            self._handle_event(*event)
+            try:
+                event = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def wait_for_slaves(self, count: int, timeout_s: float, stop: threading.Event | None = None) -> bool:
+        """Block until ``count`` slaves are alive (True) or ``timeout_s`` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.wm.slaves) < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
+                return False
+            try:
+                event = self._inbox.get(timeout=min(left, 0.2))
+            except queue.Empty:
+                continue
+            self._handle_event(*event)
+        return True
+
+    def run(
+        self,
+        frames: Iterable[Frame],
+        sinks: Sequence[Sink] = (),
+        gt_sinks: Sequence[Sink] = (),
+        max_frames: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        """Process the source through the cluster until it ends (or ``max_frames`` / ``stop``)."""
+        cfg = self.config
+        source = iter(frames)
+        source_done = False
+        start = time.perf_counter()
+        next_frame_at = start
+        period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
+        while True:
+            if stop is not None and stop.is_set():
+                self.aborted = "stopped"
+                break
+            now = time.perf_counter()
+            while not source_done and (max_frames is None or self.frames_in < max_frames):
+                if period:
+                    if now < next_frame_at:
+                        break
+                    next_frame_at += period
+                elif not self.wm.has_room():
+                    break
+                if not self._take(source):
+                    source_done = True
+                now = time.perf_counter()
+            if max_frames is not None and self.frames_in >= max_frames:
+                source_done = True
+            self._dispatch(time.perf_counter())
+            self._emit(sinks, gt_sinks)
+            if source_done and not self._order:
+                break
+            self._check_lost(time.perf_counter())
+            if self.aborted:
+                source_done = True
+                continue
+            timeout = 0.2
+            deadline = self.wm.next_deadline()
+            now = time.perf_counter()
+            if deadline is not None:
+                timeout = min(timeout, deadline - now + 1e-3)
+            if period and not source_done:
+                timeout = min(timeout, next_frame_at - now)
+            self._pump(timeout)
+        self.wall_s = time.perf_counter() - start
+        return self.report()
+
+    def _check_lost(self, now: float) -> None:
+        """With no slave alive for ``lost_s`` while work is open, give the open frames up (dropped)."""
+        if self.wm.slaves or not self._order:
+            self._no_slave_since = None
+            return
+        if self._no_slave_since is None:
+            self._no_slave_since = now
+            return
+        if now - self._no_slave_since < self.config.lost_s:
+            return
+        for seq in list(self.wm.open_frames):
+            self.wm.abandon(seq)
+        for seq in list(self._slots):
+            if seq not in self._dropped:
+                self._dropped.add(seq)
+                self.frames_dropped += 1
+                del self._slots[seq]
+        self.aborted = f"no slave alive for {self.config.lost_s:g} s"
+        log.error("%s; open frames dropped", self.aborted)
+
+    # -- report -------------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """The run's JSON report (see the CLI help for the fields)."""
+        out_frames = max(self.frames_out, 1)
+        regions = max(self.mix.total, 1)
+        slave_totals = dict.fromkeys(TIMING_FIELDS, 0.0)
+        per_slave: dict[str, dict[str, Any]] = {}
+        for name, st in sorted(self.slave_stats.items()):
+            for k, v in st.timings.items():
+                slave_totals[k] += v
+            per_slave[name] = {
+                "regions": st.regions,
+                "seg": st.seg,
+                "flow": st.flow,
+                "malformed_seen": st.status_malformed,
+                "latency_ms_per_region": {
+                    k: v * 1000.0 / st.regions for k, v in st.timings.items() if st.regions
+                },
+            }
+        slave_busy = sum(
+            st.timings["total"] + st.timings["serialize_prev"] for st in self.slave_stats.values()
+        )
+        wm = self.wm
+        return {
+            "cluster_id": self.config.cluster_id,
+            "run_id": self.run_id,
+            "slaves": sorted(self.slave_stats),
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "frames_dropped": self.frames_dropped,
+            "fps": self.frames_out / self.wall_s if self.wall_s > 0 else 0.0,
+            "wall_seconds": self.wall_s,
+            "miou": self.confusion.miou() if self.has_gt else None,
+            "seg_fraction": self.mix.seg_fraction,
+            "region_steps": {"seg": self.mix.seg, "flow": self.mix.flow},
+            "bytes_per_frame": {
+                "master_to_slaves": self.bytes_tasks / out_frames,
+                "slaves_to_master": self.bytes_results / out_frames,
+                "forwarded_keys": self.bytes_keys / out_frames,
+            },
+            "bytes_total": {
+                "master_to_slaves": self.bytes_tasks,
+                "slaves_to_master": self.bytes_results,
+            },
+            "per_slave": per_slave,
+            "latency_ms": {
+                # Master: ms per output frame in each stage; idle = blocked waiting for slaves.
+                "master": {k: v * 1000.0 / out_frames for k, v in self.stage_s.items()},
+                # Slave: ms per region in each stage, over all slaves.
+                "slave": {k: v * 1000.0 / regions for k, v in slave_totals.items()},
+                "frame": summarize(self.frame_latency_ms),
+            },
+            "slave_utilisation": (
+                slave_busy / (self.wall_s * len(self.slave_stats))
+                if self.wall_s and self.slave_stats
+                else 0.0
+            ),
+            "scheduler": {
+                "policy": self.config.policy,
+                "threshold": self.config.threshold if self.config.threshold >= 0 else "model default",
+                "max_in_flight": wm.max_in_flight,
+                "max_queued_frames": wm.max_queued_frames,
+                "forward_threshold": wm.forward_threshold,
+                "affinity": wm.affinity,
+                "forwarded_keys": wm.forwarded,
+                "redispatched": wm.redispatched,
+                "timeouts": sum(s.timeouts for s in wm.slaves.values()),
+                "duplicates": wm.duplicates,
+                "late_or_unknown": wm.unknown,
+            },
+            "malformed": {"master": self.malformed, "foreign": self.foreign, "overflow": self.inbox_overflow},
+            "aborted": self.aborted,
+        }
