@@ -57,10 +57,8 @@ def warp_labels(labels: npt.NDArray[np.uint8], flow: FloatArray) -> npt.NDArray[
     if labels.shape != flow.shape[1:]:
         raise ValueError(f"labels {labels.shape} differ from flow grid {flow.shape[1:]}")
     map_x, map_y = sampling_maps(flow)
-    out: npt.NDArray[np.uint8] = cv2.remap(
-        labels, map_x, map_y, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE
-    )
-    return out
+    out = cv2.remap(labels, map_x, map_y, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out, dtype=np.uint8)
 
 
 def resize_flow(flow: FloatArray, height: int, width: int) -> FloatArray:
