@@ -65,7 +65,7 @@ _LUT[:NUM_CLASSES] = PALETTE
 
 
 def colorize(labels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """trainId map (H, W) -> RGB image (H, W, 3) in the Cityscapes palette."""
+    """Map trainIds (H, W) to an RGB image (H, W, 3) in the Cityscapes palette."""
     return _LUT[labels]
 
 
