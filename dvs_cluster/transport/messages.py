@@ -330,7 +330,8 @@ def _serialize(msg: Any, typename: str) -> memoryview:
 def _deserialize(data: bytes | bytearray | memoryview, typename: str) -> Any:
     """CDR bytes -> rosbags message; every parse failure becomes MessageError."""
     try:
-        return TYPESTORE.deserialize_cdr(data, typename)
+        # A memoryview keeps rosbags' slicing zero-copy: uint8[] fields become views of the payload.
+        return TYPESTORE.deserialize_cdr(memoryview(data), typename)
     except MessageError:
         raise
     except Exception as exc:  # rosbags raises SerdeError, struct/Index/Unicode/Value errors ...
