@@ -280,7 +280,7 @@ def _run_master(
     if args.json:
         _write_json(args.json, rep)
     if args.trace:
-        _write_json(args.trace, node.trace)
+        _write_json(args.trace, {"regions": node.trace, "emitted": node.emitted})
     if rep.get("aborted") == "stopped":
         return 130
     return 1 if rep.get("aborted") else 0

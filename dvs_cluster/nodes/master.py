@@ -151,6 +151,7 @@ class MasterNode:
         self.bytes_results = 0
         self.frame_latency_ms: list[float] = []
         self.trace: list[dict[str, Any]] = []
+        self.emitted: list[int] = []  # frame sequences in output order
         self.aborted: str | None = None
         self.wall_s = 0.0
         self._slots: dict[int, _Slot] = {}
@@ -403,6 +404,7 @@ class MasterNode:
                     sink.write(frame, back)
             self.stage_s["output"] += time.perf_counter() - t2
             self.frames_out += 1
+            self.emitted.append(seq)
             self.frame_latency_ms.append((time.perf_counter() - slot.t_in) * 1000.0)
 
     # -- main loop ----------------------------------------------------------------------------------
