@@ -29,7 +29,7 @@ def make_random_models(out: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
 
-    def save(nodes: list, inputs: list, outputs: list, inits: list, name: str) -> None:  # type: ignore[type-arg]
+    def save(nodes: list, inputs: list, outputs: list, inits: list, name: str) -> None:
         graph = h.make_graph(nodes, name, inputs, outputs, inits)
         model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
         model.ir_version = 8
@@ -118,6 +118,6 @@ def cli(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
     """Start ``python -m dvs_cluster.cli ARGS`` (one cluster process)."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
-    return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+    return subprocess.Popen(  # type: ignore[call-overload]
         [sys.executable, "-m", "dvs_cluster.cli", *args], cwd=REPO, env=env, **kwargs
     )

@@ -232,7 +232,7 @@ def test_tensor_and_image_validation() -> None:
     with pytest.raises(m.MessageError):
         m.msg_to_image(im, "rgb8")
     with pytest.raises(ValueError):
-        m.image_to_msg(IMG.astype(np.float32))  # type: ignore[arg-type]
+        m.image_to_msg(IMG.astype(np.float32))
     with pytest.raises(ValueError):
         m.tensor_to_msg(LOGITS, "int4")
 
