@@ -264,6 +264,13 @@ def _tile_sky(rng: np.random.Generator, horizon: F32, zenith: F32, cloud: F32, c
     return np.clip(np.broadcast_to(t, (TILE, TILE, 3)), 0, 1).astype(np.float32)
 
 
+def _fmod(a: F32, m: float) -> F32:
+    """Floating modulo m (>= 0) via floor: several times faster than np.mod on large arrays."""
+    mm = np.float32(m)
+    out: F32 = a - np.floor(a * np.float32(1.0 / m)) * mm
+    return out
+
+
 def _pad_wrap(tile: F32) -> F32:
     return np.pad(tile, ((1, 1), (1, 1), (0, 0)), mode="wrap")
 
@@ -607,6 +614,8 @@ class _Scene:
     lat_label: U8 = field(repr=False, default_factory=lambda: np.zeros(0, np.uint8))
     lat_tile: npt.NDArray[np.int32] = field(repr=False, default_factory=lambda: np.zeros(0, np.int32))
     lat_mark: U8 = field(repr=False, default_factory=lambda: np.zeros(0, np.uint8))
+    lat_ox: F32 = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    lat_oy: F32 = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
     lat_x0: float = -100.0
     dash: tuple[float, float] = (3.0, 9.0)
     families: list[_Family] = field(default_factory=list)
@@ -788,6 +797,10 @@ def _make_scene(seed: int, index: int, fps: float) -> _Scene:
     put(road_r - mw, 1)
     put(road_l + mw, 1)
     sc.lat_label, sc.lat_tile, sc.lat_mark = lab, tile, mark
+    # texture origins per (lateral cell, painted): index = 2 * cell + painted
+    tiles2 = np.stack([tile, np.full_like(tile, T_PAINT)], axis=1).ravel()
+    sc.lat_ox = ((tiles2 % ATLAS_COLS) * TILE_P + 1.0).astype(np.float32)
+    sc.lat_oy = ((tiles2 // ATLAS_COLS) * TILE_P + 1.0).astype(np.float32)
     # Appearance.
     sc.tint = (rng.uniform(0.85, 1.15, 3) * np.array([1, 1, 1])).astype(np.float32)
     lit = float(rng.uniform(0.55, 0.95))
@@ -979,7 +992,7 @@ def _spawn(sc: _Scene, fam: _Family, b: int) -> list[_Part]:
                     0.0,
                     h,
                     ("ped_front", s, w, h, s),
-                    ("ped_side", s, 0.45, h, s),
+                    None,
                     vz=fam.vz,
                     flip=fam.vz < 0,
                 )
@@ -996,7 +1009,7 @@ def _spawn(sc: _Scene, fam: _Family, b: int) -> list[_Part]:
             ax = edge + 0.5 + rng.uniform(0, 0.3)
             h, w = rng.uniform(5.0, 9.0), rng.uniform(0.14, 0.26)
             pr = ("pole", int(rng.integers(0, 1 << 30)), w, h)
-            parts.append(_Part(nid(), sign * ax - w / 2, sign * ax + w / 2, z, z + w, 0.0, h, pr, pr))
+            parts.append(_Part(nid(), sign * ax - w / 2, sign * ax + w / 2, z, z + w, 0.0, h, pr, None))
             z += rng.uniform(14, 35)
         # traffic signs
         for _ in range(int(rng.integers(0, 3))):
@@ -1004,7 +1017,7 @@ def _spawn(sc: _Scene, fam: _Family, b: int) -> list[_Part]:
             ax = edge + rng.uniform(0.4, 1.0)
             h, w = rng.uniform(2.0, 2.8), 0.07
             pr = ("pole", int(rng.integers(0, 1 << 30)), w, h)
-            parts.append(_Part(nid(), sign * ax - w / 2, sign * ax + w / 2, z, z + w, 0.0, h, pr, pr))
+            parts.append(_Part(nid(), sign * ax - w / 2, sign * ax + w / 2, z, z + w, 0.0, h, pr, None))
             sw, sh = rng.uniform(0.5, 0.9), rng.uniform(0.5, 0.9)
             sr = ("sign", int(rng.integers(0, 1 << 30)), sw, sh)
             parts.append(
@@ -1026,7 +1039,7 @@ def _spawn(sc: _Scene, fam: _Family, b: int) -> list[_Part]:
             ax = edge + rng.uniform(0.3, 0.8)
             h, w = rng.uniform(3.0, 4.2), rng.uniform(0.12, 0.2)
             pr = ("pole", int(rng.integers(0, 1 << 30)), w, h + 1.5)
-            parts.append(_Part(nid(), sign * ax - w / 2, sign * ax + w / 2, z, z + w, 0.0, h + 1.5, pr, pr))
+            parts.append(_Part(nid(), sign * ax - w / 2, sign * ax + w / 2, z, z + w, 0.0, h + 1.5, pr, None))
             lr = ("light", int(rng.integers(0, 1 << 30)), 0.34, 0.95)
             parts.append(
                 _Part(
@@ -1078,7 +1091,7 @@ def _spawn(sc: _Scene, fam: _Family, b: int) -> list[_Part]:
                 tw = rng.uniform(0.2, 0.4)
                 tr = ("trunk", int(rng.integers(0, 1 << 30)), tw, th + 0.5)
                 parts.append(
-                    _Part(nid(), x - tw / 2, x + tw / 2, z - tw / 2, z + tw / 2, 0.0, th + 0.5, tr, tr)
+                    _Part(nid(), x - tw / 2, x + tw / 2, z - tw / 2, z + tw / 2, 0.0, th + 0.5, tr, None)
                 )
                 cz = ("crown", int(rng.integers(0, 1 << 30)), cw, ch)
                 cx = ("crown", int(rng.integers(0, 1 << 30)), cw, ch)
@@ -1114,7 +1127,7 @@ def _spawn(sc: _Scene, fam: _Family, b: int) -> list[_Part]:
                     0.0,
                     h,
                     ("ped_front", s, w, h, s),
-                    ("ped_side", s, 0.45, h, s),
+                    None,
                 )
             )
     return parts
@@ -1144,7 +1157,7 @@ class _Geom:
     tau: int
     pose: tuple[float, float, float, float]
     depth: F32  # camera depth (m), SKY_DEPTH for sky
-    lid: npt.NDArray[np.int32]  # local surface index per pixel
+    lid: npt.NDArray[np.int16]  # local surface index per pixel
     gids: I64  # local index -> global surface id
     parts: list[_Part]  # local index - N_STATIC -> part (for displacements)
     labels: U8
@@ -1183,6 +1196,7 @@ class SyntheticVideo:
         self._xc = ((np.arange(self.width) - self.cx) / self.f).astype(np.float64)
         self._yc = ((self.cy - np.arange(self.height)) / self.f).astype(np.float64)
         self._rows = np.arange(self.height, dtype=np.float32)[:, None]
+        self._yc32 = self._yc.astype(np.float32)[:, None]
         self._starts: list[int] = [0]
         self._scenes: OrderedDict[int, _Scene] = OrderedDict()
         self._geoms: OrderedDict[int, _Geom] = OrderedDict()
@@ -1399,31 +1413,38 @@ class SyntheticVideo:
         tn, _zn, top_n, bot_n, texu_n, typ_n, tile_n = facade(0)
         tf, _zf, top_f, bot_f, texu_f, typ_f, tile_f = facade(1)
         top_f = np.where(np.isinf(top_f), bot_f, top_f)  # far layer is closed
-        nmask = (rows >= top_n[None, :].astype(np.float32)) & (rows <= bot_n[None, :].astype(np.float32))
-        gmask = rows > bot_f[None, :].astype(np.float32)
-        fmask = rows >= top_f[None, :].astype(np.float32)
-        # ground, per row depth
+        # Exclusive layer masks (sky, far facade, ground, near facade). Selections below are sums of
+        # mask * value (exact, as exactly one mask is 1), which is much faster than chains of np.where.
+        fb = rows >= top_f.astype(np.float32)[None, :]
+        gb = rows > bot_f.astype(np.float32)[None, :]  # (ground is always inside fb)
+        nb = (rows >= top_n.astype(np.float32)[None, :]) & (rows <= bot_n.astype(np.float32)[None, :])
+        not_n = ~nb
+        m_s = ~fb & not_n
+        m_f = fb & ~gb & not_n
+        m_g = gb & not_n
+        masks_f = [m.astype(np.float32) for m in (m_s, m_f, m_g, nb)]
+        masks_u = [m.view(np.uint8) for m in (m_s, m_f, m_g, nb)]
+        g0 = int(math.floor(cy)) + 1  # first row below the horizon (ground rows)
         with np.errstate(divide="ignore"):
-            tg = np.where(yc < 0, ey / np.maximum(-yc, 1e-12), np.inf)
-        tg32 = tg.astype(np.float32)[:, None]
-        depth = np.where(fmask, tf.astype(np.float32)[None, :], np.float32(SKY_DEPTH))
-        depth = np.where(gmask, tg32, depth)
-        depth = np.where(nmask, tn.astype(np.float32)[None, :], depth)
-        lid = np.where(fmask, (SID_FAR_L + side).astype(np.int32)[None, :], np.int32(SID_SKY))
-        lid = np.where(gmask, np.int32(SID_GROUND), lid)
-        lid = np.where(nmask, (SID_NEAR_L + side).astype(np.int32)[None, :], lid).astype(np.int32)
-        # ground lateral/longitudinal coordinates (only rows below the horizon)
-        g0 = int(math.floor(cy)) + 1
+            tg = np.where(yc < 0, ey / np.maximum(-yc, 1e-12), SKY_DEPTH)
         tgb = tg[g0:].astype(np.float32)[:, None]
+        depth = masks_f[0] * np.float32(SKY_DEPTH) + masks_f[1] * tf.astype(np.float32)[None, :]
+        depth += masks_f[3] * tn.astype(np.float32)[None, :]
+        depth[g0:] += masks_f[2][g0:] * tgb
+        lid16 = masks_u[1] * (SID_FAR_L + side).astype(np.uint8)[None, :]
+        lid16 += masks_u[3] * (SID_NEAR_L + side).astype(np.uint8)[None, :]
+        lid16 += masks_u[2] * np.uint8(SID_GROUND)
+        lid = lid16.astype(np.int16)
+        # ground lateral/longitudinal coordinates (only rows below the horizon)
         gx = np.float32(ex) + tgb * dx.astype(np.float32)[None, :]
         gz_rel = tgb * dz.astype(np.float32)[None, :]  # Z - ez (kept small for float32 precision)
         xi = ((gx - np.float32(sc.lat_x0)) * np.float32(20.0)).astype(np.int32)
         np.clip(xi, 0, sc.lat_label.shape[0] - 1, out=xi)
-        glab = sc.lat_label[xi]
+        glab = np.take(sc.lat_label, xi)
         lab_f = np.where(typ_f == NT_VEG, VEG, BUILDING).astype(np.uint8)
-        labels = np.where(fmask, lab_f[None, :], np.uint8(SKY)).astype(np.uint8)
-        labels[g0:] = np.where(gmask[g0:], glab, labels[g0:])
-        labels = np.where(nmask, _NEAR_LABEL[typ_n][None, :], labels).astype(np.uint8)
+        labels = masks_u[0] * np.uint8(SKY) + masks_u[1] * lab_f[None, :]
+        labels += masks_u[3] * _NEAR_LABEL[typ_n][None, :]
+        labels[g0:] += masks_u[2][g0:] * glab
 
         # objects
         parts = self._parts(sc, tau, ez)
@@ -1440,56 +1461,51 @@ class SyntheticVideo:
             sky_u = (ox_t[T_SKY] + np.mod(az, TILE)).astype(np.float32)
             el = np.arctan(np.maximum(yc, 0.0)) / math.radians(35.0)
             sky_v = (oy_t[T_SKY] + np.clip((1.0 - el) * (TILE - 1), 0, TILE - 1)).astype(np.float32)
-            mx = np.broadcast_to(sky_u[None, :], (H, W)).astype(np.float32)
-            my = np.broadcast_to(sky_v[:, None], (H, W)).astype(np.float32)
+            mx = masks_f[0] * sky_u[None, :]
+            my = masks_f[0] * sky_v[:, None]
             ppmf = sc.ppm_facade
 
             def lvl_col(tt: F64, ppm: float) -> F64:
                 fp = tt / f * ppm
                 return np.clip(np.floor(np.log2(np.maximum(fp, 1e-6)) + 0.5), 0, N_MIP - 1) * ah
 
-            for tt, texu, tile, mask, pp in (
-                (tf, texu_f, tile_f, fmask, ppmf * 0.6),
-                (tn, texu_n, tile_n, nmask, ppmf),
+            for tt, texu, tile, m, pp in (
+                (tf, texu_f, tile_f, masks_f[1], ppmf * 0.6),
+                (tn, texu_n, tile_n, masks_f[3], ppmf),
             ):
                 u = (ox_t[tile] + np.mod(texu * (pp / ppmf), TILE)).astype(np.float32)
-                vy0 = (oy_t[tile] + lvl_col(tt, pp)).astype(np.float32)
+                vy0 = (oy_t[tile] + lvl_col(tt, pp) + (TILE - 1)).astype(np.float32)
                 tp = (tt * pp).astype(np.float32)
-                vv = np.mod(
-                    np.float32(ey * pp) + tp[None, :] * yc.astype(np.float32)[:, None], np.float32(TILE)
-                )
-                vv = np.float32(TILE - 1) - vv
-                mx = np.where(mask, u[None, :], mx)
-                my = np.where(mask, vv + vy0[None, :], my)
+                vv = _fmod(np.float32(ey * pp) + tp[None, :] * self._yc32, TILE)
+                mx += m * u[None, :]
+                my += m * (vy0[None, :] - vv)
             # ground texture by lateral band; lane markings dashed along world Z
             pg = np.float32(sc.ppm_ground)
-            gtile = sc.lat_tile[xi]
-            mk = sc.lat_mark[xi]
-            zabs = np.float64(ez)
+            mk = np.take(sc.lat_mark, xi)
+            zabs = float(ez)
             zmod0 = np.float32(math.fmod(zabs, sc.dash[1]))
-            dash_on = np.mod(gz_rel + zmod0, np.float32(sc.dash[1])) < np.float32(sc.dash[0])
-            is_mark = (mk == 1) | ((mk == 2) & dash_on)
-            gtile = np.where(is_mark, T_PAINT, gtile)
+            dash_on = _fmod(gz_rel + zmod0, sc.dash[1]) < np.float32(sc.dash[0])
+            code = xi * 2 + (((mk == 1) | ((mk == 2) & dash_on)).view(np.uint8))
             zt0 = np.float32(math.fmod(zabs * sc.ppm_ground, TILE))
-            gu = ox_t[gtile].astype(np.float32) + np.mod(gx * pg, np.float32(TILE))
             fpz = tg[g0:] ** 2 / (f * ey) * sc.ppm_ground * 0.5
-            glvl = (np.clip(np.floor(np.log2(np.maximum(fpz, 1e-6)) + 0.5), 0, N_MIP - 1) * ah).astype(
-                np.float32
-            )
-            gv = oy_t[gtile].astype(np.float32) + glvl[:, None] + np.mod(gz_rel * pg + zt0, np.float32(TILE))
-            gm = gmask[g0:] & ~nmask[g0:]
-            mx[g0:] = np.where(gm, gu, mx[g0:])
-            my[g0:] = np.where(gm, gv, my[g0:])
+            glvl = np.clip(np.floor(np.log2(np.maximum(fpz, 1e-6)) + 0.5), 0, N_MIP - 1) * ah
+            gu = np.take(sc.lat_ox, code) + _fmod(gx * pg, TILE)
+            gv = np.take(sc.lat_oy, code) + glvl.astype(np.float32)[:, None] + _fmod(gz_rel * pg + zt0, TILE)
+            mg = masks_f[2][g0:]
+            mx[g0:] += mg * gu
+            my[g0:] += mg * gv
             img: U8 = np.asarray(
                 cv2.remap(atlas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), np.uint8
             )
             # distance haze on far facades and ground near the horizon
-            hz_rows = slice(max(0, int(cy) - int(0.25 * H)), min(H, int(cy) + int(0.08 * H)))
-            dsub = depth[hz_rows]
-            fog = np.clip((dsub - 60.0) / 400.0, 0.0, 0.6).astype(np.float32)
-            fog = np.where(dsub >= SKY_DEPTH, 0.0, fog).astype(np.float32)[:, :, None]
-            hzc = (sc.haze * sc.tint * 255.0).astype(np.float32)
-            img[hz_rows] = (img[hz_rows] * (1 - fog) + hzc[None, None] * fog).astype(np.uint8)
+            r_a, r_b = max(0, int(cy) - int(0.25 * H)), min(H, int(cy) + int(0.08 * H))
+            dsub = depth[r_a:r_b]
+            fog = np.clip((dsub - np.float32(60.0)) * np.float32(1 / 400.0), 0.0, 0.6)
+            fog *= dsub < np.float32(SKY_DEPTH * 0.5)
+            hz_img = np.empty((r_b - r_a, W, 3), np.uint8)
+            hz_img[:] = np.clip(sc.haze * sc.tint * 255.0, 0, 255).astype(np.uint8)
+            band = np.ascontiguousarray(img[r_a:r_b])
+            img[r_a:r_b] = cv2.blendLinear(band, hz_img, np.float32(1.0) - fog, fog)
             image = img
 
         for part in parts:
@@ -1516,7 +1532,7 @@ class SyntheticVideo:
         dz: F64,
         depth: F32,
         labels: U8,
-        lid: npt.NDArray[np.int32],
+        lid: npt.NDArray[np.int16],
         image: U8 | None,
         base_lid: int,
     ) -> bool:
@@ -1527,26 +1543,29 @@ class SyntheticVideo:
             return False
         cs, sn = math.cos(yaw), math.sin(yaw)
         drew = False
-        faces: list[tuple[str, float, float, float, Recipe, bool, int]] = []
-        if p.zface is not None and ez < z0:
-            faces.append(("z", z0, x0, x1, p.zface, False, 0))
-        if p.xface is not None:
-            if x0 == x1 or ex < x0:
-                faces.append(("x", x0, z0, z1, p.xface, p.flip, 1))
-            elif ex > x1:
-                faces.append(("x", x1, z0, z1, p.xface, p.flip, 1))
         H, W = self.height, self.width
         f, cxp, cy = self.f, self.cx, self.cy
-        for axis, val, a0, a1, recipe, flip, fidx in faces:
-            # corners in camera coordinates (clipped to the near plane) -> pixel bounding box
-            if axis == "z":
-                pa = (a0 - ex, val - ez)
-                pb = (a1 - ex, val - ez)
+        for fidx in (0, 1):
+            # the z face (Z = z0, seen from the front) and the x face turned to the camera
+            if fidx == 0:
+                if p.zface is None or ez >= z0:
+                    continue
+                val, a0, a1, recipe, flip = z0, x0, x1, p.zface, False
+                pax, paz, pbx, pbz = a0 - ex, val - ez, a1 - ex, val - ez
             else:
-                pa = (val - ex, a0 - ez)
-                pb = (val - ex, a1 - ez)
-            xa, za = pa[0] * cs - pa[1] * sn, pa[0] * sn + pa[1] * cs
-            xb, zb = pb[0] * cs - pb[1] * sn, pb[0] * sn + pb[1] * cs
+                if p.xface is None:
+                    continue
+                if x0 == x1 or ex < x0:
+                    val = x0
+                elif ex > x1:
+                    val = x1
+                else:
+                    continue
+                a0, a1, recipe, flip = z0, z1, p.xface, p.flip
+                pax, paz, pbx, pbz = val - ex, a0 - ez, val - ex, a1 - ez
+            # corners in camera coordinates (clipped to the near plane) -> pixel bounding box
+            xa, za = pax * cs - paz * sn, pax * sn + paz * cs
+            xb, zb = pbx * cs - pbz * sn, pbx * sn + pbz * cs
             if za < NEAR and zb < NEAR:
                 continue
             if za < NEAR:
@@ -1555,47 +1574,48 @@ class SyntheticVideo:
             elif zb < NEAR:
                 r = (NEAR - zb) / (za - zb)
                 xb, zb = xb + r * (xa - xb), NEAR
-            us = (cxp + f * xa / za, cxp + f * xb / zb)
-            c0 = max(0, int(math.floor(min(us))) - 1)
-            c1 = min(W, int(math.ceil(max(us))) + 2)
-            if c1 <= c0:
-                continue
+            ua, ub = cxp + f * xa / za, cxp + f * xb / zb
+            c0 = max(0, int(min(ua, ub)) - 1)
+            c1 = min(W, int(max(ua, ub)) + 2)
             zmin = min(za, zb)
-            vs = [cy - f * (y - ey) / zz for y in (p.y0, p.y1) for zz in (za, zb)]
-            r0 = max(0, int(math.floor(min(vs))) - 1)
-            r1 = min(H, int(math.ceil(max(vs))) + 2)
-            if r1 <= r0 or zmin > OBJ_RANGE:
+            if c1 <= c0 or zmin > OBJ_RANGE:
+                continue
+            ky = f / zmin
+            r0 = max(0, int(cy - ky * (p.y1 - ey)) - 1)
+            r1 = min(H, int(cy - ky * (p.y0 - ey)) + 2)
+            if r1 <= r0:
                 continue
             dxs, dzs = dx[c0:c1], dz[c0:c1]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                if axis == "z":
-                    tt = (val - ez) / dzs
-                    a = ex + tt * dxs
-                else:
+            if fidx == 0:
+                tt = (val - ez) / dzs  # dz > 0: the camera looks forward
+                a = ex + tt * dxs
+                ok = tt > NEAR
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
                     tt = (val - ex) / dxs
+                    ok = (tt > NEAR) & (tt < 1e5)
                     a = ez + tt * dzs
             lab_s, col_s = self._sprite(sc, recipe)
             sh, sw = lab_s.shape
             su = (a1 - a) if flip else (a - a0)
-            sx = su / max(a1 - a0, 1e-6) * sw - 0.5
-            ok = np.isfinite(tt) & (tt > NEAR)
-            sx = np.where(ok, sx, -1e4).astype(np.float32)
-            tt = np.where(ok, tt, 1e9).astype(np.float32)
-            ycs = self._yc[r0:r1]
+            sx = np.where(ok, su * (sw / max(a1 - a0, 1e-6)) - 0.5, -1e4).astype(np.float32)
+            tt32 = np.where(ok, tt, 1e9).astype(np.float32)
             scale = sh / (p.y1 - p.y0)
-            sy = ((p.y1 - ey) * scale - 0.5) - (tt.astype(np.float64)[None, :] * scale) * ycs[:, None]
-            sy = sy.astype(np.float32)
-            mxs = np.ascontiguousarray(np.broadcast_to(sx[None, :], sy.shape))
+            sy = (
+                np.float32((p.y1 - ey) * scale - 0.5)
+                - (tt32 * np.float32(scale))[None, :] * self._yc32[r0:r1]
+            )
+            mxs = np.repeat(sx[None, :], r1 - r0, axis=0)
             lab = cv2.remap(
                 lab_s, mxs, sy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=255
             )
             droi = depth[r0:r1, c0:c1]
-            mask = (lab != 255) & (tt[None, :] < droi)
+            mask = (lab != 255) & (tt32 < droi)
             if not mask.any():
                 continue
-            np.copyto(droi, np.broadcast_to(tt[None, :], droi.shape), where=mask)
+            np.copyto(droi, tt32[None, :], where=mask)
             np.copyto(labels[r0:r1, c0:c1], lab, where=mask)
-            lid[r0:r1, c0:c1][mask] = base_lid + fidx
+            np.copyto(lid[r0:r1, c0:c1], np.int16(base_lid + fidx), where=mask)
             if image is not None:
                 col = cv2.remap(col_s, mxs, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 np.copyto(image[r0:r1, c0:c1], col, where=mask[:, :, None])
