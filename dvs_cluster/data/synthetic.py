@@ -1580,9 +1580,10 @@ class SyntheticVideo:
             zmin = min(za, zb)
             if c1 <= c0 or zmin > OBJ_RANGE:
                 continue
-            ky = f / zmin
-            r0 = max(0, int(cy - ky * (p.y1 - ey)) - 1)
-            r1 = min(H, int(cy - ky * (p.y0 - ey)) + 2)
+            ka, kb = f / za, f / zb
+            dy1, dy0 = p.y1 - ey, p.y0 - ey
+            r0 = max(0, int(cy - max(ka * dy1, kb * dy1)) - 1)
+            r1 = min(H, int(cy - min(ka * dy0, kb * dy0)) + 2)
             if r1 <= r0:
                 continue
             dxs, dzs = dx[c0:c1], dz[c0:c1]
