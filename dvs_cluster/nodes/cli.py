@@ -42,6 +42,12 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="multicast scouting (auto: on unless --connect is given)",
     )
+    g.add_argument(
+        "--shm",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="zenoh shared memory between processes of one host (auto: zenoh's default, on)",
+    )
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
 
 
@@ -152,7 +158,8 @@ def _multicast(args: argparse.Namespace) -> bool | None:
 def _transport(args: argparse.Namespace) -> Any:
     from dvs_cluster.transport.zenoh import ZenohTransport
 
-    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args))
+    shm = {"auto": None, "on": True, "off": False}[args.shm]
+    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args), shm)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -366,7 +373,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for i in range(args.slaves):
             cmd = [sys.executable, "-m", "dvs_cluster.cli", "slave", "--name", f"slave{i}"]
             cmd += ["--cluster", args.cluster, "--providers", args.providers, "--threads", str(threads)]
-            cmd += ["--result-quantize", args.result_quantize, "--multicast", "off"]
+            cmd += ["--result-quantize", args.result_quantize, "--multicast", "off", "--shm", args.shm]
             cmd += [a for ep in slave_connect for a in ("--connect", ep)]
             if args.models:
                 cmd += ["--models", args.models]

@@ -4,7 +4,9 @@ Zenoh backend (``eclipse-zenoh`` 1.x): the cluster over a real network protocol 
 Peer mode by default: nodes on one host find each other by multicast scouting. Across hosts give
 ``listen`` endpoints on the master (``tcp/0.0.0.0:7447``) and ``connect`` endpoints on the slaves
 (``tcp/<master-ip>:7447``); scouting is then off unless asked for, so the topology is exactly what was
-configured. Publications are reliable and block under congestion: a region task must not be dropped
+configured. Between processes of one host zenoh moves large payloads through shared memory unless
+``shm=False`` (what separate boards, or network namespaces emulating them, should measure). Publications
+are reliable and block under congestion: a region task must not be dropped
 silently (drops are the scheduler's decision, and it counts them).
 """
 
@@ -28,8 +30,14 @@ def make_config(
     listen: Sequence[str] = (),
     connect: Sequence[str] = (),
     multicast: bool | None = None,
+    shm: bool | None = None,
 ) -> zenoh.Config:
-    """Zenoh config: mode, endpoints, and multicast scouting (default: on only without ``connect``)."""
+    """
+    Zenoh config: mode, endpoints, multicast scouting and shared memory.
+
+    Multicast defaults to on only without ``connect``; shared memory to zenoh's default (on: large
+    payloads between processes of one host skip the socket).
+    """
     if mode not in ("peer", "client", "router"):
         raise ValueError(f"zenoh mode must be peer, client or router, not {mode!r}")
     conf = zenoh.Config()
@@ -41,6 +49,8 @@ def make_config(
     if multicast is None:
         multicast = not connect
     conf.insert_json5("scouting/multicast/enabled", json.dumps(bool(multicast)))
+    if shm is not None:
+        conf.insert_json5("transport/shared_memory/enabled", json.dumps(bool(shm)))
     return conf
 
 
@@ -80,9 +90,10 @@ class ZenohTransport(Transport):
         listen: Sequence[str] = (),
         connect: Sequence[str] = (),
         multicast: bool | None = None,
+        shm: bool | None = None,
     ) -> None:
         """Open the session (raises if an endpoint cannot be bound)."""
-        self._session = zenoh.open(make_config(mode, listen, connect, multicast))
+        self._session = zenoh.open(make_config(mode, listen, connect, multicast, shm))
         self._publishers: dict[str, Any] = {}
         self._handles: list[_ZenohHandle] = []
         self._lock = threading.Lock()
