@@ -310,3 +310,18 @@ def test_hung_slave_times_out_and_late_answer_is_discarded(cluster_factory: Any)
         len({(r["sequence"], r["region"]) for r in trace["regions"]}) == len(trace["regions"]) == 4 * frames
     )
     assert rep["per_slave"]["s0"]["regions"] > 0
+
+
+def test_camera_faster_than_cluster_drops_are_counted(models: Path, tmp_path: Path) -> None:
+    frames = 24
+    args = ["run", "--slaves", "1", "--models", str(models), "--frames", str(frames), "--preload"]
+    args += ["--width", str(W), "--height", str(H), "--threads", "1", "--rate", "1000", "--queue", "2"]
+    args += ["--json", str(tmp_path / "report.json"), "--trace", str(tmp_path / "trace.json")]
+    assert cli(*args, *threshold_args(models)).wait(timeout=240) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    trace = json.loads((tmp_path / "trace.json").read_text())
+    assert rep["frames_in"] == frames
+    assert rep["frames_dropped"] > 0  # 1000 fps camera, bounded queue of 2 frames
+    assert rep["frames_out"] + rep["frames_dropped"] == frames
+    assert trace["emitted"] == sorted(trace["emitted"]) and len(trace["emitted"]) == rep["frames_out"]
+    assert trace["emitted"][-1] == frames - 1  # newest frame wins: the last frame is never the one dropped
