@@ -56,7 +56,7 @@ def run_cluster(models: Path, out: Path, slaves: int, *extra: str) -> tuple[dict
     return json.loads((out / "report.json").read_text()), json.loads((out / "trace.json").read_text())
 
 
-def single_reference(models: Path, frames: int, threshold: float | None) -> Any:
+def single_reference(models: Path, frames: int, threshold: float | None, overlap: int = 0) -> Any:
     """Single's per-frame outcomes on the same frames (same models and threshold)."""
     from dvs_cluster.bench import default_threshold
     from dvs_cluster.engine import SingleEngine
@@ -65,7 +65,7 @@ def single_reference(models: Path, frames: int, threshold: float | None) -> Any:
 
     m = OnnxModels(models, intra_op_threads=1)
     th = default_threshold(m) if threshold is None else threshold
-    engine = SingleEngine(m, make_policy("dvsnet", th), W, H)
+    engine = SingleEngine(m, make_policy("dvsnet", th), W, H, overlap=overlap)
     with open_source("synthetic", W, H, frames=frames) as src:
         return m, th, [(f, engine.process(f.image, f.index)) for f in src]
 
@@ -95,10 +95,11 @@ def check_accounting(rep: dict[str, Any], trace: dict[str, Any], slaves: int) ->
         assert stage in rep["latency_ms"]["slave"]
 
 
-def test_run_one_slave_equals_single(models: Path, tmp_path: Path) -> None:
-    rep, trace = run_cluster(models, tmp_path, 1)
+@pytest.mark.parametrize("overlap", [0, 16])
+def test_run_one_slave_equals_single(models: Path, tmp_path: Path, overlap: int) -> None:
+    rep, trace = run_cluster(models, tmp_path, 1, "--overlap", str(overlap))
     check_accounting(rep, trace, 1)
-    _, _, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0)
+    _, _, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0, overlap)
     # One slave, one task in flight: it sees the regions in Single's order with Single's keys.
     for frame, res in ref:
         assert np.array_equal(read_labels(tmp_path, frame.index), res.labels), frame.index

@@ -411,7 +411,7 @@ def decode_task(data: bytes | bytearray | memoryview) -> Task:
 
 
 def encode_result(result: Result, quantize: str = "float32") -> memoryview:
-    """Result -> CDR bytes; ``quantize`` applies to the segmentation-path logits."""
+    """Result -> CDR bytes; ``quantize`` applies to the seg-path logits and the confidence map."""
     msg = _RegionResult(
         header=_header(result.stamp, result.frame_id),
         cluster_id=result.cluster_id,
@@ -424,7 +424,7 @@ def encode_result(result: Result, quantize: str = "float32") -> memoryview:
         key_sequence=result.key_sequence,
         labels=image_to_msg(result.labels),
         logits=tensor_to_msg(result.logits, quantize),
-        confidence=tensor_to_msg(result.confidence, "float16"),
+        confidence=tensor_to_msg(result.confidence, quantize),
         timings=_timings_to_msg(result.timings),
     )
     return _serialize(msg, REGION_RESULT)
