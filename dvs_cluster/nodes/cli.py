@@ -355,7 +355,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("--slaves must be >= 1", file=sys.stderr)
         return 2
     if args.cluster == "default":
-        args.cluster = f"run-{uuid.uuid4().hex[:8]}"  # no cross-talk with other clusters on this host
+        args.cluster = f"run_{uuid.uuid4().hex[:8]}"  # no cross-talk with other clusters on this host
     if not args.listen and not args.connect:
         # Deterministic local wiring: the master listens on a loopback port, slaves connect to it.
         endpoint = f"tcp/127.0.0.1:{_free_port()}"
