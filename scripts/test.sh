@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets up .venv with the training and dev extras and runs the test suite (lint, types, unit, multi-process).
+# Extra pytest arguments pass through, e.g. scripts/test.sh -m "not slow".
+source "$(dirname "$0")/_venv.sh" train,dev
+.venv/bin/ruff check dvs_cluster test
+.venv/bin/mypy dvs_cluster
+exec .venv/bin/python -m pytest -q -m "not ros" "$@"
