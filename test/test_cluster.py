@@ -249,7 +249,7 @@ def garbage(rng: np.random.Generator) -> list[bytes]:
 
 
 def test_malformed_bytes_on_every_key_are_counted_and_dropped(cluster_factory: Any) -> None:
-    frames = 16
+    frames = 40  # the master must still be running when the last garbage arrives
     c = cluster_factory(["s0", "s1"], frames)
     c.wait_for(lambda: c.alive == {"s0", "s1"})
     junk = garbage(np.random.default_rng(0))
@@ -264,7 +264,8 @@ def test_malformed_bytes_on_every_key_are_counted_and_dropped(cluster_factory: A
     assert rep["frames_out"] == frames and rep["frames_dropped"] == 0
     assert trace["emitted"] == list(range(frames))
     # Master: everything on the result key and both status keys (three keys' worth) was dropped.
-    assert rep["malformed"]["master"] >= 3 * len(junk)
+    # (A garbage payload may even decode as a well-formed message of another cluster: dropped as foreign.)
+    assert rep["malformed"]["master"] + rep["malformed"]["foreign"] >= 3 * len(junk)
     assert all(p.poll() is None for p in c.slaves.values()), "a slave died on garbage"
     assert all(c.statuses[s].malformed == len(junk) for s in ("s0", "s1"))
 

@@ -46,6 +46,7 @@ def result(seg: bool = True) -> m.Result:
         labels=LABELS,
         logits=LOGITS if seg else None,
         confidence=LABELS.astype(np.float32),
+        run_id="r1",
         attempt=1,
         stamp=1234.5,
         timings=m.Timings(deserialize=0.001, dn=0.002, flow=0.003, seg=0.004, total=0.01),
@@ -117,6 +118,7 @@ def test_result_round_trip(seg: bool) -> None:
         1,
     )
     assert back.score == pytest.approx(77.25) and back.slave_id == "s0" and back.cluster_id == "c1"
+    assert back.run_id == "r1"
     assert np.array_equal(back.labels, LABELS)
     assert back.confidence is not None and np.allclose(back.confidence, LABELS)
     assert back.timings == r.timings

@@ -250,8 +250,8 @@ class MasterNode:
         finally:
             self.stage_s["deserialize"] += time.perf_counter() - t0
         self.bytes_results += len(payload)
-        if res.cluster_id != self.config.cluster_id:
-            self.foreign += 1
+        if res.cluster_id != self.config.cluster_id or res.run_id != self.run_id:
+            self.foreign += 1  # another cluster, or an answer to a previous master run
             return
         why = self._check_result(res)
         if why is not None:

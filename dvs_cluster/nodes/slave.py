@@ -210,6 +210,7 @@ class SlaveNode:
             labels=outcome.labels,
             logits=outcome.logits if seg else None,
             confidence=outcome.confidence if task.want_confidence else None,
+            run_id=task.run_id,
             attempt=task.attempt,
             stamp=task.stamp,
             frame_id=task.frame_id,

@@ -176,6 +176,7 @@ class Result:
     labels: UInt8Array  # (h, w) trainIds at region resolution
     logits: FloatArray | None = None  # segmentation path only
     confidence: FloatArray | None = None  # (h, w) max logit, when the task asked for it
+    run_id: str = ""
     attempt: int = 0
     stamp: float = 0.0
     frame_id: str = ""
@@ -416,6 +417,7 @@ def encode_result(result: Result, quantize: str = "float32") -> memoryview:
         header=_header(result.stamp, result.frame_id),
         cluster_id=result.cluster_id,
         slave_id=result.slave_id,
+        run_id=result.run_id,
         sequence=result.sequence,
         attempt=result.attempt,
         region=result.region,
@@ -459,6 +461,7 @@ def decode_result(data: bytes | bytearray | memoryview) -> Result:
         labels=labels,
         logits=logits,
         confidence=confidence,
+        run_id=msg.run_id,
         attempt=int(msg.attempt),
         stamp=_stamp(msg.header),
         frame_id=msg.header.frame_id,
