@@ -118,6 +118,12 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
         help="read all frames before the clock starts (fps of the cluster alone, not of the source)",
     )
     g.add_argument(
+        "--prefetch",
+        type=int,
+        default=2,
+        help="frames read ahead on a thread (default 2; 0 = read on the master's loop)",
+    )
+    g.add_argument(
         "--rate", type=float, default=0.0, help="emulate a camera at this fps (counted drops); 0 = off"
     )
 
@@ -235,7 +241,7 @@ def _run_master(
     from dvs_cluster.core.policy import make_policy
     from dvs_cluster.io.sinks import PngSink, Sink, VideoSink
     from dvs_cluster.io.sources import open_source
-    from dvs_cluster.nodes.master import MasterNode
+    from dvs_cluster.nodes.master import MasterNode, Prefetch
 
     try:
         make_policy(args.policy, 90.0 if args.threshold is None else args.threshold)
@@ -256,6 +262,7 @@ def _run_master(
         gt_sinks.append(PngSink(args.save_gt, "gt"))
     transport = _transport(args)
     node = MasterNode(transport, _master_config(args))
+    prefetch: Prefetch | None = None
     try:
         deadline = time.monotonic() + args.wait
         while not node.wait_for_slaves(expected, 0.5, stop):
@@ -275,9 +282,13 @@ def _run_master(
         frames: Iterable[Any] = source
         if args.preload:
             frames = list(itertools.islice(source, args.frames))
+        elif args.prefetch > 0:
+            frames = prefetch = Prefetch(itertools.islice(source, args.frames), args.prefetch)
         rep = node.run(frames, sinks, gt_sinks, args.frames, stop)
         rep["source"] = source.name
     finally:
+        if prefetch is not None:
+            prefetch.close()
         node.close()
         for sink in sinks + gt_sinks:
             sink.close()

@@ -92,6 +92,60 @@ class MasterConfig:
     lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up
 
 
+class Prefetch:
+    """
+    Reads a frame source on a thread, a few frames ahead (as a camera driver would).
+
+    Rendering or decoding then overlaps the master's waiting instead of adding to every frame.
+    """
+
+    _END = object()
+
+    def __init__(self, frames: Iterable[Frame], depth: int = 2) -> None:
+        """Start reading ``frames`` into a queue of ``depth`` frames."""
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(iter(frames),), daemon=True, name="prefetch")
+        self._thread.start()
+
+    def _run(self, it: Iterator[Frame]) -> None:
+        try:
+            for frame in it:
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # re-raised on the master's thread
+            self._error = exc
+        finally:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(self._END, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Frames in source order; re-raises a source error."""
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop reading (the source itself is closed by its owner)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 @dataclass
 class _Slot:
     """A frame between its arrival and its output."""
