@@ -327,3 +327,20 @@ def test_camera_faster_than_cluster_drops_are_counted(models: Path, tmp_path: Pa
     assert rep["frames_out"] + rep["frames_dropped"] == frames
     assert trace["emitted"] == sorted(trace["emitted"]) and len(trace["emitted"]) == rep["frames_out"]
     assert trace["emitted"][-1] == frames - 1  # newest frame wins: the last frame is never the one dropped
+
+
+def test_prefetch_keeps_order_and_reraises_source_errors() -> None:
+    from dvs_cluster.nodes.master import Prefetch
+
+    assert list(Prefetch(range(50), depth=2)) == list(range(50))  # type: ignore[arg-type]
+
+    def broken() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("camera unplugged")
+
+    it = iter(Prefetch(broken()))  # type: ignore[arg-type]
+    assert next(it) == 1
+    with pytest.raises(RuntimeError, match="unplugged"):
+        next(it)
+    p = Prefetch(iter(range(10**9)))  # type: ignore[arg-type]
+    p.close()  # stops an endless source
