@@ -212,7 +212,7 @@ class MasterNode:
         self._order: deque[int] = deque()
         self._dropped: set[int] = set()
         self._no_slave_since: float | None = None
-        self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=4096)
+        self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=256)  # bounded memory
         warmup()
         self._handles: list[Handle] = [
             transport.subscribe(self.keys.result, self._enqueue("result")),
