@@ -21,6 +21,7 @@ setup(
         ("share/" + package_name + "/msg", glob("msg/*.msg")),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     install_requires=[
         "numpy>=1.23",
@@ -38,6 +39,10 @@ setup(
     entry_points={
         "console_scripts": [
             "dvs-cluster = dvs_cluster.cli:main",
+            # ROS 2 nodes (`ros2 run dvs_cluster master`); they import rclpy, so only work on ROS machines.
+            "master = dvs_cluster.ros.master_node:main",
+            "slave = dvs_cluster.ros.slave_node:main",
+            "camera = dvs_cluster.ros.camera_node:main",
         ],
     },
 )

@@ -1,0 +1,187 @@
+"""
+Shared by the nodes: transport selection, image conversion (cv_bridge or the pure twin), QoS, ``main``.
+
+Transport parameters (every cluster node):
+
+- ``transport``: ``ros`` (topics of ``dvs_cluster_interfaces`` types), ``zenoh`` (the pip-only
+  backend), or ``ros,zenoh`` (both at once: a master reaching ROS and Zenoh slaves);
+- ``zenoh_mode``, ``zenoh_listen``, ``zenoh_connect``: as the CLI's ``--mode/--listen/--connect``
+  (endpoints comma-separated, e.g. ``tcp/192.168.1.10:7447``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dvs_cluster.io import imgmsg
+from dvs_cluster.ros.params import ParameterError, Spec
+from dvs_cluster.transport.base import Transport, check_name
+
+UInt8Array = npt.NDArray[np.uint8]
+TRANSPORTS = ("ros", "zenoh", "ros,zenoh")
+_ROS_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_ros_name(value: str) -> str | None:
+    """Why ``value`` cannot be a chunk of both a cluster key and a ROS topic name (None if it can)."""
+    try:
+        check_name(value)
+    except ValueError as exc:
+        return str(exc)
+    if not _ROS_TOKEN.match(value) or "__" in value:
+        return f"{value!r} is not usable in a ROS topic name (letters, digits, '_'; no leading digit)"
+    return None
+
+
+def transport_specs() -> list[Spec]:
+    """Parameters choosing and configuring the cluster transport."""
+    return [
+        Spec("transport", "ros", "cluster transport between master and slaves", choices=TRANSPORTS),
+        Spec("zenoh_mode", "peer", "zenoh session mode", choices=("peer", "client", "router")),
+        Spec("zenoh_listen", "", "zenoh listen endpoints, comma-separated (e.g. tcp/0.0.0.0:7447)"),
+        Spec("zenoh_connect", "", "zenoh connect endpoints, comma-separated (e.g. tcp/10.0.0.2:7447)"),
+    ]
+
+
+def _endpoints(text: str) -> list[str]:
+    return [e.strip() for e in text.split(",") if e.strip()]
+
+
+def make_transport(node: Any, p: dict[str, Any]) -> Transport:
+    """The transport the parameters ask for; the ROS backend lives on ``node`` itself."""
+    backends: list[Transport] = []
+    kinds = str(p["transport"]).split(",")
+    if "ros" in kinds:
+        from dvs_cluster.transport.ros import RosTransport
+
+        backends.append(RosTransport(node))
+    if "zenoh" in kinds:
+        try:
+            from dvs_cluster.transport.zenoh import ZenohTransport
+
+            backends.append(
+                ZenohTransport(p["zenoh_mode"], _endpoints(p["zenoh_listen"]), _endpoints(p["zenoh_connect"]))
+            )
+        except Exception as exc:  # no eclipse-zenoh, or an endpoint that cannot be bound
+            for b in backends:
+                b.close()
+            raise ParameterError(f"parameter 'transport': zenoh backend unavailable: {exc}") from exc
+    if len(backends) == 1:
+        return backends[0]
+    from dvs_cluster.transport.multi import MultiTransport
+
+    return MultiTransport(backends)
+
+
+# -- images --------------------------------------------------------------------------------------------
+
+
+class ImageCodec:
+    """Image messages <-> numpy through cv_bridge when present (ROS machines), else :mod:`imgmsg`."""
+
+    def __init__(self, use_cv_bridge: bool = True) -> None:
+        """Pick the converter once; ``name`` says which for the logs."""
+        self.bridge: Any = None
+        if use_cv_bridge:
+            try:
+                from cv_bridge import CvBridge
+
+                self.bridge = CvBridge()
+            except ImportError:
+                self.bridge = None
+        self.name = "cv_bridge" if self.bridge is not None else "dvs_cluster.io.imgmsg"
+
+    def to_rgb(self, msg: Any) -> UInt8Array:
+        """``sensor_msgs/Image`` -> (h, w, 3) RGB."""
+        if self.bridge is not None:
+            if msg.encoding not in imgmsg.INPUT_ENCODINGS:
+                raise imgmsg.ImageEncodingError(f"image encoding {msg.encoding!r} not supported")
+            return np.asarray(self.bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"), dtype=np.uint8)
+        return imgmsg.image_to_rgb(msg)
+
+    def to_msg(self, array: UInt8Array, header: Any) -> Any:
+        """(h, w) -> mono8 / (h, w, 3) -> rgb8 ``sensor_msgs/Image`` carrying ``header``."""
+        if self.bridge is not None:
+            enc = "mono8" if array.ndim == 2 else "rgb8"
+            msg = self.bridge.cv2_to_imgmsg(np.ascontiguousarray(array), encoding=enc)
+        else:
+            from sensor_msgs.msg import Image
+
+            f = imgmsg.image_fields(array)
+            msg = Image(
+                height=f["height"],
+                width=f["width"],
+                encoding=f["encoding"],
+                is_bigendian=f["is_bigendian"],
+                step=f["step"],
+            )
+            msg.data.frombytes(f["data"])
+        msg.header = header
+        return msg
+
+
+# -- QoS -----------------------------------------------------------------------------------------------
+
+
+def output_qos(depth: int = 10) -> Any:
+    """Reliable, volatile, keep-last: ROS 2's default publisher profile (REP 2003 for derived images)."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def input_qos(reliability: str) -> Any:
+    """Sensor-data QoS (best effort, depth 5) by default, as REP 2003 asks of sensor subscribers."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    if reliability == "reliable":
+        return QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    return qos_profile_sensor_data
+
+
+# -- main ----------------------------------------------------------------------------------------------
+
+
+def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, threads: int = 4) -> int:
+    """
+    ``rclpy.init``, build the node, spin a multi-threaded executor until Ctrl-C / shutdown.
+
+    A :class:`ParameterError` (or another start-up error the node raises as ``ValueError``/
+    ``RuntimeError``) is printed as one line naming the parameter, and the exit status is 2.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=list(args) if args is not None else None)
+    node = None
+    try:
+        try:
+            node = factory()
+        except ParameterError as exc:
+            print(f"[dvs_cluster] error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        return int(getattr(node, "exit_code", 0))
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if close is not None:
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def stamp_seconds(stamp: Any) -> float:
+    """``builtin_interfaces/Time`` -> float seconds (for the core, which keeps time as floats)."""
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9

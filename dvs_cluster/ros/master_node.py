@@ -1,0 +1,332 @@
+"""
+``master`` node: camera images in, segmentation out, the cluster's master logic in between.
+
+Subscribes to ``image`` (``sensor_msgs/Image``; remap it to the camera, e.g. ``image:=/camera/image_raw``)
+or, with ``compressed: true``, ``image/compressed`` (``sensor_msgs/CompressedImage``), with sensor-data
+QoS. Each image becomes a frame of :class:`~dvs_cluster.nodes.master.MasterNode` (split, schedule on
+the slaves through the chosen transport, gather, assemble in order); finished frames are published,
+every one with the input's header (stamp and frame_id), at the input's size:
+
+- ``segmentation``: mono8 Cityscapes trainIds (255 = ignore), the machine-readable result;
+- ``segmentation_color``: rgb8 Cityscapes palette; ``overlay``: rgb8 palette blended over the input;
+- ``stats``: ``std_msgs/String`` with the master's JSON report (fps, drops, per-slave work, latency);
+- ``/diagnostics``: ``diagnostic_msgs/DiagnosticArray`` (REP 107), WARN while fewer slaves than
+  ``slaves_expected`` are alive or frames were dropped since the last report.
+
+The camera is subscribed only once ``slaves_expected`` slaves joined (or ``wait_timeout`` passed with
+at least one), so frames are not queued for a cluster that cannot serve them yet.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from rclpy.node import Node
+
+from dvs_cluster.core.classes import colorize, overlay
+from dvs_cluster.core.policy import make_policy
+from dvs_cluster.core.regions import RegionGrid
+from dvs_cluster.io.sinks import _jsonable
+from dvs_cluster.io.sources import RESIZE_MODES, Frame, FrameTransform
+from dvs_cluster.nodes.master import MasterConfig, MasterNode
+from dvs_cluster.ros.common import (
+    ImageCodec,
+    check_ros_name,
+    input_qos,
+    make_transport,
+    output_qos,
+    run_node,
+    stamp_seconds,
+    transport_specs,
+)
+from dvs_cluster.ros.params import ParameterError, Spec, declare
+
+
+def _check_policy(value: str) -> str | None:
+    try:
+        make_policy(value, 90.0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+MASTER_SPECS = [
+    Spec("cluster_id", "default", "cluster id: prefix of every cluster topic/key", check=check_ros_name),
+    Spec("width", 1024, "processing width (frames are letterboxed to it)", lo=64, hi=8192),
+    Spec("height", 512, "processing height", lo=64, hi=8192),
+    Spec("rows", 2, "region grid rows", lo=1, hi=8),
+    Spec("cols", 2, "region grid columns", lo=1, hi=8),
+    Spec("overlap", 0, "region overlap margin in pixels", lo=0, hi=256),
+    Spec("resize", "letterbox", "fit other input sizes", choices=RESIZE_MODES),
+    Spec("policy", "dvsnet", "decision policy: dvsnet | dynamic | segpath | fixedK", check=_check_policy),
+    Spec(
+        "threshold", -1.0, "DN threshold 0..100 (score below: segmentation path); -1: model card", -1.0, 100.0
+    ),
+    Spec("max_in_flight", 1, "tasks in flight per slave", lo=1, hi=64),
+    Spec("max_queued_frames", 4, "frames waiting for slaves at most (older ones are dropped)", lo=1, hi=1000),
+    Spec("timeout", 10.0, "re-dispatch a task unanswered this long (s)", lo=0.1, hi=600.0),
+    Spec(
+        "forward_threshold", 0, "forward the global key when the slave's is this many frames older", 0, 1000
+    ),
+    Spec("affinity", False, "prefer the slave holding the freshest key of a region"),
+    Spec(
+        "key_quantize", "float32", "encoding of forwarded key logits", choices=("float32", "float16", "uint8")
+    ),
+    Spec("slaves_expected", 1, "slaves to wait for before subscribing to the camera", lo=1, hi=256),
+    Spec("wait_timeout", 60.0, "then subscribe anyway once one slave is alive (s)", lo=0.0, hi=3600.0),
+    Spec("compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
+    Spec("input_reliability", "best_effort", "camera QoS reliability", choices=("best_effort", "reliable")),
+    Spec("publish_color", True, "publish segmentation_color (rgb8)"),
+    Spec("publish_overlay", True, "publish overlay (rgb8)"),
+    Spec("stats_period", 1.0, "seconds between stats/diagnostics messages", lo=0.1, hi=60.0),
+    Spec("use_cv_bridge", True, "convert images with cv_bridge (else the identical pure numpy code)"),
+    *transport_specs(),
+]
+
+
+class _RosSink:
+    """Publishes finished frames with their input header (a :class:`~dvs_cluster.io.sinks.Sink`)."""
+
+    def __init__(self, node: MasterRos) -> None:
+        self.node = node
+
+    def write(self, frame: Frame, labels: np.ndarray) -> None:
+        self.node.publish_frame(frame, labels)
+
+    def close(self) -> None:
+        return None
+
+
+class MasterRos(Node):
+    """The cluster master as a ROS 2 node (the loop runs on its own thread; rclpy spins callbacks)."""
+
+    def __init__(self, node_name: str = "master", **kwargs: Any) -> None:
+        """Declare and validate parameters, open the transport, start the master thread."""
+        super().__init__(node_name, **kwargs)
+        p = self.p = declare(self, MASTER_SPECS)
+        try:
+            RegionGrid(p["width"], p["height"], p["rows"], p["cols"], p["overlap"])
+        except ValueError as exc:
+            raise ParameterError(f"parameter 'width'/'height'/'rows'/'cols'/'overlap': {exc}") from None
+        self.codec = ImageCodec(p["use_cv_bridge"])
+        self.config = MasterConfig(
+            cluster_id=p["cluster_id"],
+            width=p["width"],
+            height=p["height"],
+            rows=p["rows"],
+            cols=p["cols"],
+            overlap=p["overlap"],
+            policy=p["policy"],
+            threshold=p["threshold"],
+            max_in_flight=p["max_in_flight"],
+            max_queued_frames=p["max_queued_frames"],
+            timeout_s=p["timeout"],
+            forward_threshold=p["forward_threshold"],
+            affinity=p["affinity"],
+            quantize=p["key_quantize"],
+        )
+        self.transport = make_transport(self, p)
+        self.master = MasterNode(self.transport, self.config)
+        qos = output_qos()
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        self.pub_seg = self.create_publisher(Image, "segmentation", qos)
+        self.pub_color = (
+            self.create_publisher(Image, "segmentation_color", qos) if p["publish_color"] else None
+        )
+        self.pub_overlay = self.create_publisher(Image, "overlay", qos) if p["publish_overlay"] else None
+        self.pub_stats = self.create_publisher(String, "stats", qos)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos)
+        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=64)
+        self._headers: dict[int, Any] = {}
+        self._transforms: dict[tuple[int, int], FrameTransform] = {}
+        self._next_index = 0
+        self._bad_input = 0
+        self._last_dropped = 0
+        self._camera_sub: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="dvs-master", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"master up: cluster {p['cluster_id']!r}, transport {p['transport']}, "
+            f"{p['width']}x{p['height']} in {p['rows']}x{p['cols']} regions, images via {self.codec.name}"
+        )
+
+    # -- camera --------------------------------------------------------------------------------------
+
+    def _subscribe_camera(self) -> None:
+        qos = input_qos(self.p["input_reliability"])
+        if self.p["compressed"]:
+            from sensor_msgs.msg import CompressedImage
+
+            self._camera_sub = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image, qos
+            )
+        else:
+            from sensor_msgs.msg import Image
+
+            self._camera_sub = self.create_subscription(Image, "image", self._on_image, qos)
+        self.get_logger().info(f"subscribed to {self._camera_sub.topic_name}")
+
+    def _on_image(self, msg: Any) -> None:
+        """Executor thread: convert and hand the frame to the master thread (never blocks)."""
+        try:
+            if self.p["compressed"]:
+                from dvs_cluster.io.imgmsg import compressed_to_rgb
+
+                rgb = compressed_to_rgb(msg)
+            else:
+                rgb = self.codec.to_rgb(msg)
+        except ValueError as exc:
+            self._bad_input += 1
+            self.get_logger().warning(f"dropped input image: {exc}", throttle_duration_sec=5.0)
+            return
+        h, w = rgb.shape[:2]
+        tf = self._transforms.get((w, h))
+        if tf is None:
+            tf = self._transforms[(w, h)] = FrameTransform(
+                w, h, self.config.width, self.config.height, self.p["resize"]
+            )
+        index = self._next_index
+        self._next_index += 1
+        frame = Frame(index, tf.forward(rgb), None, stamp_seconds(msg.header.stamp), tf, rgb)
+        self._headers[index] = msg.header
+        try:
+            self._frames.put_nowait(frame)
+        except queue.Full:
+            self._headers.pop(index, None)
+            self.master.frames_dropped += 1
+
+    # -- outputs -------------------------------------------------------------------------------------
+
+    def publish_frame(self, frame: Frame, labels: np.ndarray) -> None:
+        """Master thread: publish one finished frame (labels at the input size) with its header."""
+        header = self._headers.pop(frame.index, None)
+        for stale in [i for i in self._headers if i < frame.index]:  # frames the scheduler dropped
+            del self._headers[stale]
+        if header is None:
+            return
+        self.pub_seg.publish(self.codec.to_msg(labels, header))
+        if self.pub_color is not None:
+            self.pub_color.publish(self.codec.to_msg(colorize(labels), header))
+        if self.pub_overlay is not None:
+            self.pub_overlay.publish(self.codec.to_msg(overlay(frame.raw, labels), header))
+
+    def _publish_stats(self, started: float) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+        from std_msgs.msg import String
+
+        m = self.master
+        m.wall_s = time.perf_counter() - started
+        rep = m.report()
+        rep["slaves_alive"] = sorted(m.wm.slaves)
+        rep["bad_input"] = self._bad_input
+        self.pub_stats.publish(String(data=json.dumps(_jsonable(rep))))
+        alive = len(m.wm.slaves)
+        dropped = m.frames_dropped - self._last_dropped
+        self._last_dropped = m.frames_dropped
+        level, msg = DiagnosticStatus.OK, f"{alive} slave(s), {rep['fps']:.1f} fps"
+        if alive < self.p["slaves_expected"]:
+            level, msg = DiagnosticStatus.WARN, f"{alive} of {self.p['slaves_expected']} slaves alive"
+        elif dropped:
+            level, msg = (
+                DiagnosticStatus.WARN,
+                f"{dropped} frame(s) dropped: the cluster is slower than the camera",
+            )
+        values = {
+            "frames_in": m.frames_in,
+            "frames_out": m.frames_out,
+            "frames_dropped": m.frames_dropped,
+            "fps": round(rep["fps"], 2),
+            "seg_fraction": round(rep["seg_fraction"], 3),
+            "slaves_alive": alive,
+            "malformed": m.malformed,
+            "bad_input": self._bad_input,
+        }
+        for name, st in rep["per_slave"].items():
+            values[f"regions[{name}]"] = st["regions"]
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: cluster {self.config.cluster_id}",
+            message=msg,
+            hardware_id=self.get_fully_qualified_name(),
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diag.publish(array)
+
+    # -- the master thread ---------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        m, stop = self.master, self._stop
+        started = time.perf_counter()
+        waited = m.wait_for_slaves(self.p["slaves_expected"], self.p["wait_timeout"], stop)
+        if not waited and not stop.is_set():
+            self.get_logger().warning(
+                f"only {len(m.wm.slaves)} of {self.p['slaves_expected']} slaves after "
+                f"{self.p['wait_timeout']:g} s; waiting for one"
+            )
+            while not m.wait_for_slaves(1, 1.0, stop) and not stop.is_set():
+                pass
+        if stop.is_set():
+            return
+        self.get_logger().info(f"slaves alive: {', '.join(sorted(m.wm.slaves))}")
+        self._subscribe_camera()
+        self.run_live(started)
+
+    def run_live(self, started: float, sinks: Sequence[Any] | None = None) -> None:
+        """
+        The master's loop over a live stream: frames as they arrive, results as they come back.
+
+        ``MasterNode.run`` pulls frames from an iterator; a camera pushes them, so this drives the
+        same steps (take, dispatch, emit, handle events) itself.
+        """
+        m, stop = self.master, self._stop
+        out = list(sinks) if sinks is not None else [_RosSink(self)]
+        next_stats = time.monotonic() + self.p["stats_period"]
+        while not stop.is_set():
+            while True:
+                try:
+                    frame = self._frames.get_nowait()
+                except queue.Empty:
+                    break
+                m._take(iter((frame,)))
+            m._dispatch(time.perf_counter())
+            m._emit(out, ())
+            now = time.monotonic()
+            if now >= next_stats:
+                next_stats = now + self.p["stats_period"]
+                try:
+                    self._publish_stats(started)
+                except Exception as exc:  # context shutting down
+                    self.get_logger().debug(f"stats not published: {exc}")
+            timeout = 0.01
+            deadline = m.wm.next_deadline()
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.perf_counter()) + 1e-3)
+            m._pump(timeout)
+
+    def close(self) -> None:
+        """Stop the master thread, withdraw from the cluster, close the transport."""
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self.master.close()
+        self.transport.close()
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """``ros2 run dvs_cluster master``."""
+    return run_node(MasterRos, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
