@@ -72,6 +72,11 @@ RUNNERS: dict[str, Runner] = {}
 #: Optional module imported before configs are resolved, so it can call :func:`register_runner`.
 RUNNER_HOOK_MODULE = "dvs_cluster.nodes.bench"
 
+#: Called as ``hook(report, ctx)`` after every config ran, before anything is written or printed; the
+#: cluster's hook module adds its simulator validation, figures and Markdown (``report["markdown_extra"]``).
+ReportHook = Callable[[dict[str, Any], BenchContext], None]
+REPORT_HOOKS: list[ReportHook] = []
+
 
 def register_runner(prefix: str, runner: Runner) -> None:
     """Make configs whose name starts with ``prefix`` (case-insensitive) run through ``runner``."""
@@ -292,6 +297,8 @@ def markdown_section(report: dict[str, Any], plot: str | None) -> str:
             )
     if plot:
         out += ["", f"![mIoU vs fps]({plot})"]
+    if report.get("markdown_extra"):
+        out += ["", str(report["markdown_extra"]).rstrip("\n")]
     out += ["", MD_END]
     return "\n".join(out) + "\n"
 
@@ -341,6 +348,12 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_path(plot: str) -> Path:
+    """``--plot`` as a file: a directory (existing, or a name without suffix) holds ``sweep.png``."""
+    p = Path(plot)
+    return p / "sweep.png" if p.is_dir() or not p.suffix else p
+
+
 def parse_thresholds(text: str) -> list[float]:
     try:
         return [float(t) for t in text.split(",") if t.strip()]
@@ -359,7 +372,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="thresholds for the Single mIoU/fps sweep ('' for none)",
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--plot", metavar="FILE", help="mIoU vs fps plot (PNG/SVG; needs matplotlib)")
+    p.add_argument(
+        "--plot",
+        metavar="FILE|DIR",
+        help="mIoU vs fps plot (PNG/SVG; needs matplotlib); a directory: sweep.png + the hooks' figures",
+    )
     p.add_argument(
         "--markdown", metavar="FILE", help="replace the generated section of this file (BENCHMARKS.md)"
     )
@@ -412,17 +429,20 @@ def run_bench(
         "machine": machine_info(ctx.models),
         "command": "dvs-cluster " + shlex.join(list(argv)),
     }
+    for hook in REPORT_HOOKS:
+        hook(report, ctx)
     print(format_table(rows, baseline))
     if report["sweep"]:
         print()
         print(format_sweep(report["sweep"]))
     if args.json:
         write_json(args.json, report)
-    if args.plot:
-        plot_report(report, Path(args.plot))
+    plot_file = plot_path(args.plot) if args.plot else None
+    if plot_file:
+        plot_report(report, plot_file)
     if args.markdown:
         md = Path(args.markdown)
-        plot_rel = os.path.relpath(args.plot, md.parent) if args.plot else None
+        plot_rel = os.path.relpath(plot_file, md.parent) if plot_file else None
         update_markdown(md, markdown_section(report, plot_rel))
     return report
 

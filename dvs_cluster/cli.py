@@ -268,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise
     else:
         nodes.register(sub)
+    importlib.import_module("dvs_cluster.sim.cli").register(sub)  # `plan` (performance: capacity planner)
     return parser
 
 

@@ -1,0 +1,341 @@
+"""
+Cluster configurations of ``dvs-cluster bench``: ``1+N[:option...]`` as real processes over Zenoh.
+
+``dvs_cluster.bench`` imports this module before it resolves configs; it registers the ``1+`` runner
+and the report hook (simulator validation, figures, Markdown: :mod:`dvs_cluster.sim.report`).
+
+Each config starts N ``dvs-cluster slave`` processes and one ``dvs-cluster master`` process (TCP on
+loopback, multicast off, a fresh cluster id), the master reading the same source and frames as the
+in-process configs with ``--preload`` (fps of the cluster, not of the decoder). One slave stands for one
+board: onnxruntime intra-op threads = 1 and the process pinned to one core (``sched_setaffinity``).
+Cores are assigned round robin with the master first (:func:`dvs_cluster.sim.des.local_placement`);
+when processes outnumber cores they share them, and the row says so (``oversubscribed``: more slaves
+than cores; ``shared_cores``: some process shares its core) instead of passing that off as boards.
+
+Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
+
+- ``pipeK``: K tasks in flight per slave (``--max-in-flight``; pipelining hides transfers);
+- ``queueK``: frames waiting at most (``--queue``);
+- ``aff``: key-affinity scheduling (``--affinity``);
+- ``fwdK``: forward threshold (``--forward-threshold``);
+- ``keys16`` / ``keys8``: forwarded key logits as float16 / uint8 (``--key-quantize``);
+- ``res16`` / ``res8``: seg-path result logits as float16 / uint8 (``--result-quantize``);
+- ``logits``: flow-path results carry their logits too (the paper's scheme, the "before" of sending
+  labels only); done by the slave wrapper in this module (``python -m dvs_cluster.nodes.bench slave``),
+  which changes nothing but the encoded result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from dvs_cluster.bench import BenchContext, BenchError, register_runner
+
+QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
+OPTION_RE = re.compile(r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)")
+#: Seconds one config may take (start, join, run, stop) before it is abandoned.
+RUN_TIMEOUT_S = 600.0
+
+
+@dataclass
+class ClusterOptions:
+    """Master/slave options of one bench config (defaults = the CLI's defaults)."""
+
+    max_in_flight: int = 1
+    queue: int = 4
+    affinity: bool = False
+    forward_threshold: int = 0
+    key_quantize: str = "float32"
+    result_quantize: str = "float32"
+    flow_logits: bool = False
+
+
+def parse_config(name: str) -> tuple[int, ClusterOptions]:
+    """``1+N[:opt...]`` -> (N, options); BenchError for anything else."""
+    head, *opts = name.strip().lower().split(":")
+    m = re.fullmatch(r"1\+(\d+)", head)
+    if not m or int(m.group(1)) < 1:
+        raise BenchError(f"bad cluster config {name!r} (use 1+N with N >= 1, e.g. 1+3:pipe2:aff)")
+    o = ClusterOptions()
+    for opt in opts:
+        mo = OPTION_RE.fullmatch(opt)
+        if not mo:
+            raise BenchError(
+                f"unknown option {opt!r} in {name!r} "
+                "(pipeK, queueK, fwdK, aff, keys16|keys8, res16|res8, logits)"
+            )
+        if mo.group(1):
+            v = int(mo.group(2))
+            if mo.group(1) == "pipe":
+                o.max_in_flight = max(v, 1)
+            elif mo.group(1) == "queue":
+                o.queue = max(v, 1)
+            else:
+                o.forward_threshold = v
+        elif mo.group(3):
+            o.affinity = True
+        elif mo.group(4):
+            q = QUANT_CODES[mo.group(5)]
+            if mo.group(4) == "keys":
+                o.key_quantize = q
+            else:
+                o.result_quantize = q
+        else:
+            o.flow_logits = True
+    return int(m.group(1)), o
+
+
+def all_cores() -> list[int]:
+    """Cores the bench may pin to: ``$DVS_BENCH_CORES`` (e.g. ``0,1``) or every online CPU."""
+    env = os.environ.get("DVS_BENCH_CORES")
+    if env:
+        return [int(c) for c in env.split(",") if c.strip()]
+    return list(range(os.cpu_count() or 1))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _pin(core: int) -> Any:
+    def pre() -> None:
+        os.sched_setaffinity(0, {core})
+
+    return pre
+
+
+def _workdir(ctx: BenchContext) -> Path:
+    """Where the runs' reports and traces go: next to ``--json`` (``<stem>_runs/``), else a temp dir."""
+    j = ctx.options.get("json")
+    if j:
+        p = Path(j)
+        d = p.with_name(p.stem + "_runs")
+    else:
+        d = Path(tempfile.gettempdir()) / "dvs_cluster_bench_runs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def cluster_commands(
+    name: str, ctx: BenchContext, out_dir: Path, cores: list[int]
+) -> tuple[list[tuple[list[str], int]], tuple[list[str], int], dict[str, Any]]:
+    """The slave and master command lines of a config, each with its core, and the run's metadata."""
+    from dvs_cluster.inference import resolve_model_dir
+    from dvs_cluster.sim.des import local_placement
+
+    slaves, opt = parse_config(name)
+    master_core, slave_cores = local_placement(slaves, cores)
+    cluster = f"bench_{uuid.uuid4().hex[:8]}"
+    endpoint = f"tcp/127.0.0.1:{_free_port()}"
+    o = ctx.options
+    models = str(resolve_model_dir(o.get("models")))
+    providers = str(o.get("providers") or "cpu")
+    common = ["--cluster", cluster, "--multicast", "off"]
+    slave_cmds = []
+    for i, core in enumerate(slave_cores):
+        entry = ["-m", "dvs_cluster.nodes.bench"] if opt.flow_logits else ["-m", "dvs_cluster.cli"]
+        cmd = [sys.executable, *entry, "slave", "--name", f"slave{i}", *common, "--connect", endpoint]
+        cmd += ["--threads", "1", "--providers", providers, "--models", models]
+        cmd += ["--result-quantize", opt.result_quantize]
+        slave_cmds.append((cmd, core))
+    slug = _slug(name)
+    report, trace = out_dir / f"{slug}.json", out_dir / f"{slug}.trace.json"
+    mcmd = [sys.executable, "-m", "dvs_cluster.cli", "master", *common, "--listen", endpoint]
+    mcmd += ["--slaves-expected", str(slaves), "--wait", "120", "--preload"]
+    mcmd += ["--source", str(o.get("source") or ctx.source), "--frames", str(len(ctx.frames))]
+    mcmd += [
+        "--width",
+        str(ctx.width),
+        "--height",
+        str(ctx.height),
+        "--resize",
+        str(o.get("resize") or "letterbox"),
+    ]
+    mcmd += ["--rows", str(ctx.rows), "--cols", str(ctx.cols), "--overlap", str(ctx.overlap)]
+    mcmd += ["--threshold", f"{ctx.threshold:g}", "--max-in-flight", str(opt.max_in_flight)]
+    mcmd += ["--queue", str(opt.queue), "--forward-threshold", str(opt.forward_threshold)]
+    mcmd += ["--key-quantize", opt.key_quantize, "--json", str(report), "--trace", str(trace)]
+    if opt.affinity:
+        mcmd.append("--affinity")
+    meta = {
+        "slaves": slaves,
+        "options": asdict(opt),
+        "placement": {"cores": len(cores), "master_core": master_core, "slave_cores": slave_cores},
+        "oversubscribed": slaves > len(cores),
+        "shared_cores": slaves + 1 > len(cores),
+        "report_file": str(report),
+        "trace_file": str(trace),
+    }
+    return slave_cmds, (mcmd, master_core), meta
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10.0
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def key_age(trace: dict[str, Any]) -> dict[str, float]:
+    """Mean and max key age of the flow-path steps in a run's trace (stale keys show up here)."""
+    ages = [e["sequence"] - e["key"] for e in trace.get("regions", []) if e.get("path") == "flow"]
+    return {"mean": sum(ages) / len(ages) if ages else 0.0, "max": float(max(ages, default=0))}
+
+
+def row_from_report(
+    name: str, rep: dict[str, Any], trace: dict[str, Any], meta: dict[str, Any]
+) -> dict[str, Any]:
+    """One bench row (the keys of ``bench.result_from_stats`` plus the cluster's own)."""
+    master = rep["latency_ms"]["master"]
+    frame = rep["latency_ms"]["frame"]
+    overhead = sum(v for k, v in master.items() if k not in ("idle", "source"))
+    return {
+        "name": name,
+        "frames": rep["frames_out"],
+        "fps": rep["fps"],
+        "miou": rep["miou"],
+        "speedup": None,
+        "seg_fraction": rep["seg_fraction"],
+        "latency_ms": {"frame": {k: frame[k] for k in ("mean", "p50", "p99")}},
+        "kind": "cluster",
+        **meta,
+        "frames_in": rep["frames_in"],
+        "frames_dropped": rep["frames_dropped"],
+        "bytes_per_frame": rep["bytes_per_frame"],
+        "breakdown": {"master": master, "slave": rep["latency_ms"]["slave"]},
+        "master_overhead_ms": overhead,
+        "master_overhead_ms_excl_metrics": overhead - master.get("metrics", 0.0),
+        "per_slave": {
+            k: {"regions": v["regions"], "seg": v["seg"], "flow": v["flow"]}
+            for k, v in rep["per_slave"].items()
+        },
+        "slave_utilisation": rep["slave_utilisation"],
+        "forwarded_keys": rep["scheduler"]["forwarded_keys"],
+        "key_age": key_age(trace),
+        "aborted": rep.get("aborted"),
+    }
+
+
+def run_cluster(name: str, ctx: BenchContext) -> dict[str, Any]:
+    """Run one ``1+N`` config for real; returns its bench row."""
+    cores = all_cores()
+    out_dir = _workdir(ctx)
+    slave_cmds, (mcmd, mcore), meta = cluster_commands(name, ctx, out_dir, cores)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    load_before = os.getloadavg()
+    procs: list[subprocess.Popen[bytes]] = []
+    log = open(out_dir / f"{_slug(name)}.log", "wb")  # noqa: SIM115 - closed in finally
+    try:
+        for cmd, core in slave_cmds:
+            procs.append(
+                subprocess.Popen(
+                    cmd, env=env, preexec_fn=_pin(core), stdout=log, stderr=log, start_new_session=True
+                )
+            )
+        master = subprocess.Popen(mcmd, env=env, preexec_fn=_pin(mcore), stdout=log, stderr=log)
+        try:
+            rc = master.wait(timeout=RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait()
+            raise BenchError(f"{name}: the master did not finish within {RUN_TIMEOUT_S:g} s") from None
+    finally:
+        _stop(procs)
+        log.close()
+    report = Path(meta["report_file"])
+    if rc != 0 or not report.is_file():
+        tail = (out_dir / f"{_slug(name)}.log").read_text(errors="replace")[-800:]
+        raise BenchError(f"{name}: the master exited with status {rc}:\n{tail}")
+    rep = json.loads(report.read_text())
+    trace_path = Path(meta["trace_file"])
+    trace = json.loads(trace_path.read_text()) if trace_path.is_file() else {}
+    row = row_from_report(name, rep, trace, meta)
+    row["load_avg_1m"] = [load_before[0], os.getloadavg()[0]]
+    row["commands"] = {"master": _short(mcmd, mcore), "slave0": _short(slave_cmds[0][0], slave_cmds[0][1])}
+    return row
+
+
+def _short(cmd: list[str], core: int) -> str:
+    import shlex
+
+    args = cmd[3:] if cmd[1:3] == ["-m", "dvs_cluster.cli"] else cmd[1:]
+    prog = "dvs-cluster" if cmd[1:3] == ["-m", "dvs_cluster.cli"] else "python"
+    return f"taskset -c {core} {prog} " + shlex.join(args)
+
+
+# -- the paper's variant of the slave: flow-path results carry their logits ---------------------------
+
+
+def _patch_flow_logits() -> None:
+    """Make this process's slave send the flow path's warped logits along with its labels."""
+    from dataclasses import replace
+
+    from dvs_cluster.nodes import slave as slave_mod
+
+    last: dict[str, Any] = {}
+    process = slave_mod.SlaveNode._process
+    encode = slave_mod.encode_result
+
+    def _process(self: Any, processor: Any, buffer: Any, task: Any) -> Any:
+        outcome = process(self, processor, buffer, task)
+        last["logits"] = outcome.logits
+        return outcome
+
+    def encode_result(result: Any, quantize: str = "float32") -> Any:
+        if result.logits is None and last.get("logits") is not None:
+            result = replace(result, logits=last["logits"])
+        return encode(result, quantize)
+
+    slave_mod.SlaveNode._process = _process  # type: ignore[method-assign]
+    slave_mod.encode_result = encode_result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dvs_cluster.nodes.bench slave ...``: a slave whose flow results carry logits."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] != ["slave"]:
+        print("usage: python -m dvs_cluster.nodes.bench slave SLAVE-OPTIONS", file=sys.stderr)
+        return 2
+    _patch_flow_logits()
+    from dvs_cluster.cli import main as cli_main
+
+    return cli_main(args)
+
+
+register_runner("1+", run_cluster)
+
+try:  # the report hook needs the simulator; the runner works without it
+    from dvs_cluster.sim.report import install as _install_report_hook
+except ModuleNotFoundError:  # pragma: no cover
+    pass
+else:
+    _install_report_hook()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

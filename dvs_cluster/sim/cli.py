@@ -1,0 +1,61 @@
+"""``dvs-cluster plan``: the capacity planner (``dvs_cluster.cli`` calls :func:`register`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add ``plan`` to the ``dvs-cluster`` command."""
+    from dvs_cluster.cli import _positive_int
+
+    p = subparsers.add_parser(
+        "plan",
+        help="how many slaves for a target fps (simulator on a bench calibration)",
+        description="Predict 1+N for N = 1..--max-slaves and answer the fewest slaves reaching --target-fps.",
+    )
+    p.add_argument("--target-fps", type=float, required=True, help="frames per second wanted")
+    p.add_argument("--width", type=_positive_int, help="frame width (default: the calibration's)")
+    p.add_argument("--height", type=_positive_int, help="frame height (default: the calibration's)")
+    p.add_argument("--profile", default="local", help="board profile name or YAML file (default local)")
+    p.add_argument("--network", default="1gbit", help="loopback | 10gbit | 1gbit | 100mbit | wifi | <N>gbit")
+    p.add_argument("--max-slaves", type=_positive_int, default=16, help="largest cluster tried (default 16)")
+    p.add_argument(
+        "--variants",
+        default="default,pipe2+aff,pipe2+aff+f16",
+        help="scheduler variants to try: default, pipe2+aff, pipe2+aff+f16 (comma-separated)",
+    )
+    p.add_argument(
+        "--calibration", metavar="FILE", help="calibration.npz (default: docs/bench/calibration.npz)"
+    )
+    p.add_argument("--json", metavar="FILE", help="write the whole answer as JSON")
+    p.set_defaults(func=cmd_plan)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Run the planner and print the answer."""
+    from dvs_cluster.cli import CliError
+    from dvs_cluster.sim.plan import VARIANTS, Calibration, PlanError, default_calibration, format_plan, plan
+    from dvs_cluster.sim.profiles import load_board, load_network
+
+    if args.target_fps <= 0:
+        raise CliError("--target-fps must be positive")
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise CliError(f"unknown variant(s) {bad} (use {', '.join(VARIANTS)})")
+    try:
+        cal = Calibration.load(Path(args.calibration) if args.calibration else default_calibration())
+        board = load_board(args.profile)
+        network = load_network(args.network, cal.costs.link)
+        res = plan(cal, args.target_fps, args.width, args.height, board, network, args.max_slaves, variants)
+    except (PlanError, ValueError) as e:
+        raise CliError(str(e)) from None
+    print(format_plan(res))
+    if args.json:
+        from dvs_cluster.io.sinks import write_json
+
+        write_json(args.json, res)
+    return 0
