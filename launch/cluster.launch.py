@@ -22,12 +22,29 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "dvs_cluster"
 
 
-def _overrides() -> dict[str, ParameterValue]:
+def _overrides(transport: str = "transport") -> dict[str, ParameterValue]:
     """Launch arguments that override the params file for every cluster node (kept as strings)."""
     return {
-        "transport": ParameterValue(LaunchConfiguration("transport"), value_type=str),
+        "transport": ParameterValue(LaunchConfiguration(transport), value_type=str),
         "cluster_id": ParameterValue(LaunchConfiguration("cluster_id"), value_type=str),
     }
+
+
+def _master(context, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """The master; ``master_transport`` (default: ``transport``) lets it bridge ROS and Zenoh slaves."""
+    which = "master_transport" if LaunchConfiguration("master_transport").perform(context) else "transport"
+    camera_topic = LaunchConfiguration("camera_topic")
+    return [
+        Node(
+            package=PACKAGE,
+            executable="master",
+            name="master",
+            parameters=[LaunchConfiguration("params_file"), _overrides(which)],
+            remappings=[("image", camera_topic), ("image/compressed", [camera_topic, "/compressed"])],
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def _slaves(context, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -50,9 +67,8 @@ def _slaves(context, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Arguments: slaves, camera_topic, camera, params_file, namespace, transport, cluster_id."""
+    """Arguments: slaves, camera_topic, camera, params_file, namespace, (master_)transport, cluster_id."""
     default_params = PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "cluster.yaml"])
-    overrides = _overrides()
     camera_topic = LaunchConfiguration("camera_topic")
     return LaunchDescription(
         [
@@ -68,22 +84,16 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "transport", default_value="ros", description="cluster transport: ros | zenoh | ros,zenoh"
             ),
+            DeclareLaunchArgument(
+                "master_transport",
+                default_value="",
+                description="the master's transport if not `transport`, e.g. ros,zenoh for a mixed cluster",
+            ),
             DeclareLaunchArgument("cluster_id", default_value="default", description="cluster id"),
             GroupAction(
                 [
                     PushRosNamespace(LaunchConfiguration("namespace")),
-                    Node(
-                        package=PACKAGE,
-                        executable="master",
-                        name="master",
-                        parameters=[LaunchConfiguration("params_file"), overrides],
-                        remappings=[
-                            ("image", camera_topic),
-                            ("image/compressed", [camera_topic, "/compressed"]),
-                        ],
-                        output="screen",
-                        emulate_tty=True,
-                    ),
+                    OpaqueFunction(function=_master),
                     OpaqueFunction(function=_slaves),
                     Node(
                         package=PACKAGE,

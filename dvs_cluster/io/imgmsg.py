@@ -18,15 +18,14 @@ import numpy.typing as npt
 
 UInt8Array = npt.NDArray[np.uint8]
 
-#: Encodings accepted as input -> channels (REP 104 / sensor_msgs/image_encodings names).
-INPUT_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3}
+#: Encodings accepted as input -> channels (sensor_msgs/image_encodings names). Like cv_bridge, the
+#: channel-order-less ``8UC1``/``8UC3`` are refused: they say nothing about colour.
+INPUT_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 _TO_RGB = {
     "bgr8": cv2.COLOR_BGR2RGB,
-    "8UC3": cv2.COLOR_BGR2RGB,  # cv_bridge treats 8UC3 as OpenCV's BGR order
     "rgba8": cv2.COLOR_RGBA2RGB,
     "bgra8": cv2.COLOR_BGRA2RGB,
     "mono8": cv2.COLOR_GRAY2RGB,
-    "8UC1": cv2.COLOR_GRAY2RGB,
 }
 
 

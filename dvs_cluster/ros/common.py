@@ -12,6 +12,7 @@ Transport parameters (every cluster node):
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -160,6 +161,7 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
 
     rclpy.init(args=list(args) if args is not None else None)
     node = None
+    executor = None
     try:
         try:
             node = factory()
@@ -174,11 +176,20 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
             pass
         return int(getattr(node, "exit_code", 0))
     finally:
+        # Ctrl-C in a terminal (and `ros2 launch` forwarding it) signals twice: the second must not cut
+        # the clean-up short, which would leave the cluster token and the transport to time out.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
         if node is not None:
             close = getattr(node, "close", None)
-            if close is not None:
-                close()
-            node.destroy_node()
+            try:
+                if close is not None:
+                    close()
+                node.destroy_node()
+            except Exception as exc:  # already shut down underneath
+                print(f"[dvs_cluster] clean-up: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
 
 

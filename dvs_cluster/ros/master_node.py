@@ -318,7 +318,7 @@ class MasterRos(Node):
     def close(self) -> None:
         """Stop the master thread, withdraw from the cluster, close the transport."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=2.0)
         self.master.close()
         self.transport.close()
 

@@ -120,7 +120,7 @@ class SlaveRos(Node):
     def close(self) -> None:
         """Stop serving, withdraw the liveliness token, close the transport."""
         self._stop.set()
-        self._thread.join(timeout=5.0)
+        self._thread.join(timeout=2.0)
         self.slave.close()
         self.transport.close()
 

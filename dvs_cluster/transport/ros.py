@@ -23,8 +23,10 @@ current (a process that dies drops out when its participant lease ends, a clean 
 
 QoS of the cluster topics: reliable, volatile, keep-last ``depth`` (default 64, far more than the
 scheduler ever has in flight, so nothing is overwritten), the ROS equivalent of the Zenoh backend's
-reliable blocking publications. A publisher waits up to ``match_timeout_s`` for its first subscriber
-on first use, so a task is not lost to discovery when a slave has just appeared.
+reliable blocking publications. On first use a publisher waits (up to ``match_timeout_s``) until it has
+matched every subscriber the graph already shows, so a task is not lost to discovery when a slave has
+just appeared; with no subscriber in the graph it does not wait (a mixed cluster publishes every task on
+both backends, and only one of them has the slave).
 """
 
 from __future__ import annotations
@@ -188,9 +190,15 @@ class RosTransport(Transport):
         """Publish CDR bytes as the key's message type (raw: no decode on this side)."""
         pub, new = self._publisher(key)
         if new and self.match_timeout_s > 0:
+            # A subscriber the graph already shows but this new publisher has not matched yet would miss
+            # the message (volatile QoS): wait for the match. With none in the graph, nobody can miss it.
+            topic = pub.topic_name
             deadline = time.monotonic() + self.match_timeout_s
-            while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            while (
+                pub.get_subscription_count() < self.node.count_subscribers(topic)
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.005)
         pub.publish(payload if isinstance(payload, bytes) else bytes(payload))
 
     def subscribe(self, key_expr: str, callback: MessageCallback) -> Handle:
