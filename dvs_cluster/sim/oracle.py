@@ -267,7 +267,8 @@ class TableOracle:
     A saved oracle. Pairs never computed fall back to the nearest computed one (documented guess).
 
     Fallback order for (region, key, t): same region and frame, nearest key age; same region and key
-    age, nearest frame; same key age anywhere; else score 0 (segmentation path, the safe side).
+    age, nearest frame; same key age anywhere; same region, nearest age then frame (ties: the older
+    key); else score 0 (segmentation path, the safe side).
     """
 
     def __init__(
@@ -302,10 +303,12 @@ class TableOracle:
         age = t - key
         idx = self.pair_index
         ages = idx[:, 2] - idx[:, 1]
+        by_age = 2 * np.abs(ages - age) + (ages < age)  # ties go to the older key (lower score)
         for mask, dist in (
-            ((idx[:, 0] == region) & (idx[:, 2] == t), np.abs(ages - age)),
+            ((idx[:, 0] == region) & (idx[:, 2] == t), by_age),
             ((idx[:, 0] == region) & (ages == age), np.abs(idx[:, 2] - t)),
             (ages == age, np.abs(idx[:, 2] - t)),
+            (idx[:, 0] == region, by_age * (self.frames + 1) + np.abs(idx[:, 2] - t)),
         ):
             if mask.any():
                 cand = np.flatnonzero(mask)

@@ -105,10 +105,9 @@ def plan(
         f"({cal.meta.get('width')}x{cal.meta.get('height')}, {cal.meta.get('source')}); at another size "
         "only the costs are rescaled"
     )
-    if cal.oracle.fallbacks:
-        notes.append(
-            f"{cal.oracle.fallbacks} (region, key, frame) pairs were not in the calibration: nearest used"
-        )
+    fallbacks = int(getattr(cal.oracle, "fallbacks", 0))
+    if fallbacks:
+        notes.append(f"{fallbacks} (region, key, frame) pairs were not in the calibration: nearest used")
     return {
         "target_fps": target_fps,
         "frame_size": [w, h],
