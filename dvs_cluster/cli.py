@@ -63,7 +63,13 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--source",
         default="synthetic",
-        help="synthetic[:SEED] (default), a video file, camera:N, an image directory or image file",
+        help="synthetic[:SEED] (default), a video file, camera:N, an image directory or image file, "
+        "or a rosbag2 bag directory (sqlite3 or MCAP)",
+    )
+    g.add_argument(
+        "--topic",
+        metavar="TOPIC",
+        help="image topic of a bag --source, e.g. /camera/image_raw (default: its only image topic)",
     )
     g.add_argument("--frames", type=_positive_int, help="stop after N frames (synthetic: default 100)")
     g.add_argument("--width", type=_positive_int, default=1024, help="processing width (default 1024)")
@@ -73,6 +79,16 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
         choices=("letterbox", "stretch"),
         default="letterbox",
         help="fit other input sizes: keep aspect + edge-replicated bars (default) or plain resize",
+    )
+
+
+def add_record_option(p: argparse._ActionsContainer) -> None:
+    """--record OUT: the outputs as an MCAP rosbag2 bag (segment, master, run)."""
+    p.add_argument(
+        "--record",
+        metavar="OUT",
+        help="write /segmentation (mono8), /segmentation_color, /overlay (rgb8) and /stats to a new "
+        "MCAP rosbag2 bag directory OUT (opens in Foxglove; replay with ros2 bag play on Jazzy)",
     )
 
 
@@ -133,7 +149,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         policy = make_policy(args.policy, threshold=threshold)
     except ValueError as e:
         raise CliError(str(e)) from None
-    source = open_source(args.source, args.width, args.height, args.resize, args.frames)
+    source = open_source(args.source, args.width, args.height, args.resize, args.frames, topic=args.topic)
     with source:
         if args.save_gt and not source.has_labels:
             raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
@@ -148,6 +164,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
             sinks.append(PngSink(overlay_dir, "overlay"))
         if args.video:
             sinks.append(VideoSink(args.video, source.fps, "overlay"))
+        recorder = None
+        if args.record:
+            from dvs_cluster.io.bag import BagRecorder
+
+            recorder = BagRecorder(args.record, source)
+            sinks.append(recorder)
         try:
             engine = SingleEngine(models, policy, args.width, args.height, args.rows, args.cols, args.overlap)
         except ValueError as e:
@@ -158,6 +180,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         progress = Progress(total, enabled=False if args.quiet else None)
         try:
             stats = engine.run(source, sinks, max_frames=args.frames, progress=progress)
+            if recorder is not None:
+                recorder.set_report(stats.to_dict())
         finally:
             for s in sinks:
                 s.close()
@@ -187,6 +211,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             args.save_color,
             overlay_dir,
             args.video,
+            args.record,
         ):
             if dest:
                 print(f"  wrote {dest}")
@@ -242,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-overlay", metavar="DIR", help="colour map blended over the input, PNGs")
     g.add_argument("--video", metavar="FILE.mp4", help="overlay MP4")
     g.add_argument("--json", metavar="FILE", help="run statistics (fps, mIoU, latency per stage, path mix)")
+    add_record_option(g)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary")
     p.set_defaults(func=cmd_segment)
 

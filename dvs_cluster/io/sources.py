@@ -270,12 +270,14 @@ def open_source(
     height: int = DEFAULT_HEIGHT,
     resize: ResizeMode = "letterbox",
     frames: int | None = None,
+    topic: str | None = None,
 ) -> Source:
     """
     Source from a CLI spec.
 
     ``synthetic`` / ``synthetic:SEED`` (default; ``frames`` or 100 frames), ``camera:N``, an image
-    directory or image file, or any video file OpenCV decodes.
+    directory or image file, a rosbag2 bag directory (``topic``: its image topic), or any video file
+    OpenCV decodes.
     """
     s = (spec or "synthetic").strip()
     if s == "synthetic" or s.startswith("synthetic:"):
@@ -296,6 +298,12 @@ def open_source(
     p = Path(s)
     if not p.exists():
         raise SourceError(f"source {s}: no such file or directory")
+    if (p / "metadata.yaml").is_file():  # rosbag2 (sqlite3 or MCAP): dvs_cluster.io.bag
+        from dvs_cluster.io.bag import BagSource
+
+        return BagSource(p, topic, width, height, resize)
+    if topic is not None:
+        raise SourceError(f"--topic {topic}: {s} is not a rosbag2 bag (a directory with metadata.yaml)")
     if p.is_dir() or p.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageFolderSource(p, width, height, resize)
     return VideoSource(str(p), width, height, resize)

@@ -70,9 +70,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_master_args(p: argparse.ArgumentParser) -> None:
-    from dvs_cluster.cli import _positive_int, add_source_options
+    from dvs_cluster.cli import _positive_int, add_record_option, add_source_options
 
     add_source_options(p)
+    add_record_option(p)  # rosbag2 output (issue 6)
     g = p.add_argument_group("outputs")
     g.add_argument("--json", metavar="PATH", help="write the run report as JSON ('-' = stdout)")
     g.add_argument("--trace", metavar="PATH", help="write the per-region trace (slave, path, key) as JSON")
@@ -247,7 +248,7 @@ def _run_master(
         make_policy(args.policy, 90.0 if args.threshold is None else args.threshold)
     except ValueError as e:
         raise CliError(str(e)) from None
-    source = open_source(args.source, args.width, args.height, args.resize, args.frames)
+    source = open_source(args.source, args.width, args.height, args.resize, args.frames, topic=args.topic)
     sinks: list[Sink] = []
     gt_sinks: list[Sink] = []
     if args.save_labels:
@@ -260,6 +261,10 @@ def _run_master(
             source.close()
             raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
         gt_sinks.append(PngSink(args.save_gt, "gt"))
+    if args.record:  # rosbag2 output (issue 6)
+        from dvs_cluster.io.bag import BagRecorder
+
+        sinks.append(BagRecorder(args.record, source))
     transport = _transport(args)
     node = MasterNode(transport, _master_config(args))
     prefetch: Prefetch | None = None
@@ -286,6 +291,9 @@ def _run_master(
             frames = prefetch = Prefetch(itertools.islice(source, args.frames), args.prefetch)
         rep = node.run(frames, sinks, gt_sinks, args.frames, stop)
         rep["source"] = source.name
+        for sink in sinks:  # rosbag2 output (issue 6): the report goes on /stats
+            if hasattr(sink, "set_report"):
+                sink.set_report(rep)
     finally:
         if prefetch is not None:
             prefetch.close()
