@@ -60,4 +60,5 @@ assert numpy.__version__ < "2", numpy.__version__'
 cd "$WS"
 export DVS_ROS_WS=$WS
 log "pytest -m ros test/ros $*"
-exec "$VENV/bin/python" -m pytest -p no:cacheprovider -m ros -v --durations=0 "$REPO/test/ros" "$@"
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider -m ros -v --durations=0 \
+  "$REPO/test/ros" "$REPO/test/test_ros_static.py" "$@"
