@@ -259,53 +259,31 @@ def _echo_main(endpoint: str, key_in: str, key_out: str, core: int | None) -> No
         t.close()
 
 
-def measure_link(
-    sizes: tuple[int, ...] = (1_000, 100_000, 400_000, 800_000),
-    reps: int = 10,
-    cores: tuple[int | None, int | None] = (None, None),
-) -> dict[str, float]:
-    """
-    Zenoh between two processes on loopback, the way master and slave talk: round trips of real sizes.
-
-    The child echoes each payload from its main thread (callback -> queue -> publish, as the slave
-    does), so a round trip holds two deliveries and four thread hand-offs. Fitted as one-way
-    ``latency_ms + size / mb_per_s``, plus the publish call's own cost ``publish_ms + per MB``.
-    """
+def _probe_main(endpoint: str, tag: str, core: int | None, sizes: list[int], reps: int) -> None:
+    """Master side of :func:`measure_link`, in its own pinned process; prints the samples as JSON."""
+    import json
     import queue
-    import socket
-    import subprocess
-    import sys
 
     from dvs_cluster.transport.zenoh import ZenohTransport
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ep = f"tcp/127.0.0.1:{port}"
-    tag = f"bench/link/{port}"
-    t = ZenohTransport("peer", [ep], [], False)
+    if core is not None:
+        os.sched_setaffinity(0, {core})  # before the session: Zenoh's threads share the core, as in a run
+    t = ZenohTransport("peer", [endpoint], [], False)
     inbox: queue.Queue[tuple[float, int]] = queue.Queue()
     h = t.subscribe(f"{tag}/back", lambda k, p: inbox.put((time.perf_counter(), len(p))))
-    code = (
-        "from dvs_cluster.sim.costs import _echo_main; "
-        f"_echo_main({ep!r}, {tag + '/out'!r}, {tag + '/back'!r}, {cores[1]!r})"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code])
-    before = os.sched_getaffinity(0)
-    if cores[0] is not None:
-        os.sched_setaffinity(0, {cores[0]})
-    pub: list[float] = []
-    rtt: list[float] = []
-    xs: list[float] = []
+    out: dict[str, list[float]] = {"x": [], "pub": [], "rtt": []}
     try:
         deadline = time.monotonic() + 20.0
-        while time.monotonic() < deadline:  # until the child is connected and subscribed
+        while time.monotonic() < deadline:  # until the echo is connected and subscribed
             t.publish(f"{tag}/out", bytes(16))
             try:
                 inbox.get(timeout=0.2)
                 break
             except queue.Empty:
                 continue
+        time.sleep(0.2)
+        while not inbox.empty():
+            inbox.get()
         for size in sizes:
             payload = bytes(size)
             for i in range(reps + 2):
@@ -317,25 +295,76 @@ def measure_link(
                 except queue.Empty:
                     continue
                 if i >= 2 and n == size:
-                    xs.append(size / 1e6)
-                    pub.append((t1 - t0) * 1000.0)
-                    rtt.append((t_back - t0) * 1000.0)
-    finally:
-        os.sched_setaffinity(0, before)
+                    out["x"].append(size / 1e6)
+                    out["pub"].append((t1 - t0) * 1000.0)
+                    out["rtt"].append((t_back - t0) * 1000.0)
         t.publish(f"{tag}/out", b"x")
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    finally:
         h.close()
         t.close()
-    if len(xs) < 4:
+    print(json.dumps(out))
+
+
+def measure_link(
+    sizes: tuple[int, ...] = (1_000, 100_000, 400_000, 800_000),
+    reps: int = 10,
+    cores: tuple[int | None, int | None] = (None, None),
+) -> dict[str, float]:
+    """
+    Zenoh between two processes on loopback, the way master and slave talk: round trips of real sizes.
+
+    Both ends are processes pinned (with their Zenoh threads) to the cores a run would use. The echo
+    answers from its main thread (callback -> queue -> publish, as the slave does), so a round trip
+    holds two deliveries and four thread hand-offs. Fitted as one-way ``latency_ms + size / mb_per_s``,
+    plus the publish call's own cost ``publish_ms + publish_ms_per_mb * size``.
+    """
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ep = f"tcp/127.0.0.1:{port}"
+    tag = f"bench/link/{port}"
+    probe = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from dvs_cluster.sim.costs import _probe_main; "
+            f"_probe_main({ep!r}, {tag!r}, {cores[0]!r}, {list(sizes)!r}, {reps})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    echo = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from dvs_cluster.sim.costs import _echo_main; "
+            f"_echo_main({ep!r}, {tag + '/out'!r}, {tag + '/back'!r}, {cores[1]!r})",
+        ]
+    )
+    try:
+        stdout, _ = probe.communicate(timeout=120)
+        data = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {"x": []}
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        probe.kill()
+        probe.wait()
+        data = {"x": []}
+    finally:
+        try:
+            echo.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            echo.kill()
+            echo.wait()
+    if len(data["x"]) < 4:
         return {"publish_ms": 0.1, "publish_ms_per_mb": 0.0, "latency_ms": 0.2, "mb_per_s": 2000.0}
-    x = np.asarray(xs)
-    p0, p1 = _robust_line(x, np.asarray(pub))
-    r0, r1 = _robust_line(x, np.asarray(rtt))
-    # One way = half a round trip, less the echo's own publish call (it is booked on the slave).
+    x = np.asarray(data["x"])
+    p0, p1 = _robust_line(x, np.asarray(data["pub"]))
+    r0, r1 = _robust_line(x, np.asarray(data["rtt"]))
+    # One way = half a round trip, less the echo's own publish call (booked on the slave in the model).
     one_way0 = max((r0 - p0) / 2.0, 0.0)
     one_way1 = max((r1 - p1) / 2.0, 1e-6)
     return {

@@ -247,6 +247,13 @@ def cluster_markdown(report: dict[str, Any], md_dir: Path | None) -> str:
     val = {v["name"]: v for v in sim.get("validation", [])}
     cl = [r for r in rows if r.get("kind") == "cluster"]
     single = next((r for r in rows if r["name"] == "Single"), None)
+    aff = sim.get("bench_affinity")
+    if aff:
+        out += [
+            f"In-process configs (Single, SegPath, FixedK, sweep) ran in the bench process on core(s) "
+            f"{', '.join(map(str, aff))} with the onnxruntime threads of `--threads`.",
+            "",
+        ]
     if cl:
         out += _runs(rows, val, cl)
     if val:

@@ -267,6 +267,7 @@ def bench_hook(report: dict[str, Any], ctx: BenchContext) -> None:
             "file": str(calib_file) if calib_file else None,
             "core": cores[-1],
         },
+        "bench_affinity": sorted(os.sched_getaffinity(0)),
         "fps_tolerance": FPS_TOLERANCE,
         "validation": validation,
         "boards": {"board": "local", "networks": boards},
