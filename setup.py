@@ -13,7 +13,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["dvs_cluster", "dvs_cluster.*"]),
-    package_data={package_name: ["py.typed"]},
+    package_data={package_name: ["py.typed", "sim/profiles/*.yaml"]},  # simulator board profiles
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
