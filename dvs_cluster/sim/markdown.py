@@ -247,6 +247,9 @@ def cluster_markdown(report: dict[str, Any], md_dir: Path | None) -> str:
     val = {v["name"]: v for v in sim.get("validation", [])}
     cl = [r for r in rows if r.get("kind") == "cluster"]
     single = next((r for r in rows if r["name"] == "Single"), None)
+    ver = sim.get("versions")
+    if ver:
+        out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in ver.items()) + ".", ""]
     aff = sim.get("bench_affinity")
     if aff:
         out += [

@@ -268,6 +268,7 @@ def bench_hook(report: dict[str, Any], ctx: BenchContext) -> None:
             "core": cores[-1],
         },
         "bench_affinity": sorted(os.sched_getaffinity(0)),
+        "versions": versions(),
         "fps_tolerance": FPS_TOLERANCE,
         "validation": validation,
         "boards": {"board": "local", "networks": boards},
@@ -287,6 +288,32 @@ def bench_hook(report: dict[str, Any], ctx: BenchContext) -> None:
     md = ctx.options.get("markdown")
     report["markdown_extra"] = cluster_markdown(report, Path(md).parent if md else None)
     _say(f"simulator: done in {time.perf_counter() - t0:.0f} s")
+
+
+def versions() -> dict[str, str]:
+    """Versions of what the numbers depend on, and the commit of the code."""
+    import subprocess
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "cpu": _cpu_name(), "kernel": platform.release()}
+    for dist in ("numpy", "onnxruntime", "eclipse-zenoh", "rosbags", "opencv-python-headless"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if rev.returncode == 0:
+            out["commit"] = rev.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
 
 
 def _cpu_name() -> str:
