@@ -196,16 +196,29 @@ def measure_codec(
     return out
 
 
-def measure_master(width: int, height: int, rows: int, cols: int, reps: int = 7) -> dict[str, float]:
-    """The master's own steps on a real frame: split, assemble, score (metrics), keys, scheduling."""
+def measure_master(
+    width: int,
+    height: int,
+    rows: int,
+    cols: int,
+    reps: int = 7,
+    image: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """
+    The master's own steps: split, assemble, score (metrics), keys, scheduling.
+
+    On a real frame and its ground truth when given (scoring speed depends on the label maps), else on
+    random data.
+    """
     from dvs_cluster.core.keys import KeyBuffer, KeyFrame
     from dvs_cluster.core.metrics import ConfusionMatrix
     from dvs_cluster.core.scheduler import WorkloadManager
 
     grid = RegionGrid(width, height, rows, cols)
     rng = np.random.default_rng(1)
-    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    gt = rng.integers(0, NUM_CLASSES, (height, width), dtype=np.uint8)
+    frame = image if image is not None else rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    gt = labels if labels is not None else rng.integers(0, NUM_CLASSES, (height, width), dtype=np.uint8)
     parts = [np.ascontiguousarray(p) for p in grid.split(gt)]
     a = _region_arrays(width, height, rows, cols)
     kb = KeyBuffer(len(grid))
@@ -271,8 +284,11 @@ def _probe_main(endpoint: str, tag: str, core: int | None, sizes: list[int], rep
     t = ZenohTransport("peer", [endpoint], [], False)
     inbox: queue.Queue[tuple[float, int]] = queue.Queue()
     h = t.subscribe(f"{tag}/back", lambda k, p: inbox.put((time.perf_counter(), len(p))))
-    out: dict[str, list[float]] = {"x": [], "pub": [], "rtt": []}
+    out: dict[str, list[float]] = {"x": [], "pub": [], "rtt": [], "declare": []}
     try:
+        t0 = time.perf_counter()
+        t.publish(f"{tag}/first", bytes(16))  # first put on a key declares its publisher
+        out["declare"].append((time.perf_counter() - t0) * 1000.0)
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline:  # until the echo is connected and subscribed
             t.publish(f"{tag}/out", bytes(16))
@@ -372,6 +388,7 @@ def measure_link(
         "publish_ms_per_mb": max(p1, 0.0),
         "latency_ms": one_way0,
         "mb_per_s": 1000.0 / one_way1,
+        "declare_ms": float(data.get("declare", [0.0])[0]),
     }
 
 
@@ -393,6 +410,8 @@ def measure(
     stage_ms: dict[str, list[float]],
     link: bool = True,
     cores: tuple[int | None, int | None] = (None, None),
+    image: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> Costs:
     """All costs but the nets' (passed in from the oracle); ``cores``: pin the link test's two ends."""
     return Costs(
@@ -401,7 +420,7 @@ def measure(
         rows,
         cols,
         {k: list(v) for k, v in stage_ms.items()},
-        measure_master(width, height, rows, cols),
+        measure_master(width, height, rows, cols, image=image, labels=labels),
         measure_codec(width, height, rows, cols),
         measure_link()
         if link

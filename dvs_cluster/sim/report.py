@@ -31,7 +31,7 @@ from dvs_cluster.sim.des import (
     Simulator,
     simulate_single,
 )
-from dvs_cluster.sim.oracle import ModelOracle, Oracle
+from dvs_cluster.sim.oracle import ModelOracle, Oracle, pinned
 from dvs_cluster.sim.profiles import load_board, load_network
 
 #: Validation target of the issue: predicted fps within this fraction of the measured fps.
@@ -104,7 +104,18 @@ def calibrate(ctx: BenchContext, core: int | None) -> tuple[ModelOracle, Costs]:
     from dvs_cluster.nodes.bench import all_cores
 
     cores = all_cores()
-    costs = measure(ctx.width, ctx.height, ctx.rows, ctx.cols, oracle.stage_ms, cores=(cores[0], cores[-1]))
+    f = ctx.frames[len(ctx.frames) // 2]
+    with pinned(core):
+        costs = measure(
+            ctx.width,
+            ctx.height,
+            ctx.rows,
+            ctx.cols,
+            oracle.stage_ms,
+            cores=(cores[0], cores[-1]),
+            image=f.image,
+            labels=f.labels,
+        )
     return oracle, costs
 
 
