@@ -53,6 +53,8 @@ if [[ ! -f $STAMP ]]; then
     "pyyaml>=6" "pytest>=7" onnx 2>&1 | grep -v '^WARNING: Location' || true
   touch "$STAMP"
 fi
+# Activated, so the nodes `ros2 launch` starts (#!/usr/bin/env python3) run in it too.
+export VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH
 "$VENV/bin/python" -c 'import numpy, rclpy, cv_bridge, onnxruntime, zenoh, rosbags, dvs_cluster_interfaces.msg
 assert numpy.__version__ < "2", numpy.__version__'
 
