@@ -68,11 +68,11 @@ BUDGETS: dict[str, Budget] = {
     # The shipped models: ~28 min on 2 shared CPU cores; the loops anneal by steps or wall clock,
     # whichever runs out first, so a slower machine takes fewer steps but the same time.
     "full": Budget(
-        seg_seeds=20,
+        seg_seeds=16,
         seg_frames=30,
         seg_stride=7,
-        seg=LoopConfig(2400, 8, 256, 256, 3e-3, max_seconds=900),
-        flow_seeds=12,
+        seg=LoopConfig(2400, 8, 256, 256, 3e-3, max_seconds=840),
+        flow_seeds=10,
         flow_pairs=30,
         flow_max_gap=20,
         flow=LoopConfig(4000, 6, 256, 384, 2e-3, max_seconds=360),
