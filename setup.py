@@ -33,7 +33,7 @@ setup(
         # Training only; the runtime never imports torch. 2.13.0 is the CPU build cached on our machines.
         "train": ["torch==2.13.0", "onnx>=1.15"],
         "plot": ["matplotlib>=3.7"],
-        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "types-PyYAML", "matplotlib>=3.7", "scipy>=1.10"],
+        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "types-PyYAML", "matplotlib>=3.7", "scipy>=1.10", "catkin_pkg"],
     },
     zip_safe=True,
     entry_points={
