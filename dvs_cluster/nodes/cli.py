@@ -302,11 +302,12 @@ def _run_master(
             sink.close()
         source.close()
         transport.close()
-    print(_summary(rep), file=sys.stderr)
-    if args.json:
-        _write_json(args.json, rep)
+    # Files first: the summary goes to a stream that may already be closed (`| head`).
     if args.trace:
         _write_json(args.trace, {"regions": node.trace, "emitted": node.emitted})
+    if args.json:
+        _write_json(args.json, rep)
+    print(_summary(rep), file=sys.stderr)
     if rep.get("aborted") == "stopped":
         return 130
     return 1 if rep.get("aborted") else 0
