@@ -422,7 +422,8 @@ class MasterNode:
             self.stage_s["publish"] += t0 - t2
             self.bytes_tasks += len(data)
             if key_payload is not None:
-                self.bytes_keys += key_payload.image.nbytes + key_payload.logits.nbytes
+                per_value = {"float32": 4, "float16": 2, "uint8": 1}[self.config.quantize]
+                self.bytes_keys += key_payload.image.nbytes + key_payload.logits.size * per_value
 
     # -- frames out ---------------------------------------------------------------------------------
 
