@@ -76,6 +76,9 @@ RUNNER_HOOK_MODULE = "dvs_cluster.nodes.bench"
 #: cluster's hook module adds its simulator validation, figures and Markdown (``report["markdown_extra"]``).
 ReportHook = Callable[[dict[str, Any], BenchContext], None]
 REPORT_HOOKS: list[ReportHook] = []
+#: Around each in-process config: ``start()`` before it runs returns ``finish()``, whose dict is added
+#: to the row (the cluster's hook module records the load other jobs put on the machine meanwhile).
+RUN_OBSERVERS: list[Callable[[], Callable[[], dict[str, Any]]]] = []
 
 
 def register_runner(prefix: str, runner: Runner) -> None:
@@ -166,7 +169,11 @@ def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
         extra: dict[str, Any] = {"policy": policy.name}
         if isinstance(policy, DVSNetPolicy):
             extra["threshold"] = policy.threshold
-        return result_from_stats(display, run_single(ctx, policy), **extra)
+        finishers = [start() for start in RUN_OBSERVERS]
+        stats = run_single(ctx, policy)
+        for finish in finishers:
+            extra.update(finish())
+        return result_from_stats(display, stats, **extra)
     low = name.lower()
     for prefix in sorted(RUNNERS, key=len, reverse=True):
         if low.startswith(prefix):

@@ -35,12 +35,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
@@ -242,14 +244,115 @@ def row_from_report(
 
 
 def run_cluster(name: str, ctx: BenchContext) -> dict[str, Any]:
-    """Run one ``1+N`` config for real; returns its bench row."""
+    """Run one ``1+N`` config for real; returns its bench row (retried if its port was taken)."""
+    for attempt in range(3):
+        try:
+            return _run_cluster_once(name, ctx)
+        except _PortTaken:
+            if attempt == 2:
+                raise BenchError(f"{name}: no free loopback port after 3 tries") from None
+    raise AssertionError("unreachable")
+
+
+def _cpu_busy() -> dict[int, float]:
+    """Busy seconds per CPU since boot (``/proc/stat``: everything but idle and iowait)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        f = line.split()
+        if f and f[0].startswith("cpu") and f[0][3:].isdigit():
+            v = [int(x) for x in f[1:9]]
+            out[int(f[0][3:])] = (sum(v) - v[3] - v[4]) / tck
+    return out
+
+
+def _sched(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting) of a process, all its threads."""
+    run = wait = 0.0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                r, w, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            run += int(r) / 1e9
+            wait += int(w) / 1e9
+    except OSError:
+        pass
+    return run, wait
+
+
+class _Sampler(threading.Thread):
+    """Samples per-CPU busy time and our processes' run/wait time, to measure other jobs' load."""
+
+    def __init__(self, pids: dict[int, int], period: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids  # pid -> core
+        self.period = period
+        self.samples: list[tuple[float, dict[int, float], dict[int, tuple[float, float]]]] = []
+        self.stop_event = threading.Event()
+
+    def sample(self) -> None:
+        last = self.samples[-1][2] if self.samples else {}
+        procs = {}
+        for pid in self.pids:
+            rw = _sched(pid)
+            procs[pid] = rw if rw != (0.0, 0.0) else last.get(pid, rw)  # keep the last value after exit
+        self.samples.append((time.monotonic(), _cpu_busy(), procs))
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.period):
+            self.sample()
+
+    def background(self, t0: float, t1: float) -> dict[str, Any]:
+        """
+        Other jobs on each core over [t0, t1]: their CPU share, and the CPU-bound threads that explain it.
+
+        With our processes runnable a fraction ``u`` of the window and other jobs using ``bg`` of the
+        core, processor sharing with ``k`` CPU-bound threads gives ``bg = (1 - u) + u k / (1 + k)``;
+        ``k`` is what the simulator replays for that core.
+        """
+        if len(self.samples) < 2 or t1 <= t0:
+            return {"window_s": 0.0, "cpu_other": {}, "threads": {}}
+        a = min(self.samples, key=lambda x: abs(x[0] - t0))
+        b = min(self.samples, key=lambda x: abs(x[0] - t1))
+        w = b[0] - a[0]
+        if w <= 0:
+            return {"window_s": 0.0, "cpu_other": {}, "threads": {}}
+        other: dict[str, float] = {}
+        threads: dict[str, float] = {}
+        for core in sorted(set(self.pids.values())):
+            ours_run = ours_runnable = 0.0
+            for pid, c in self.pids.items():
+                if c == core:
+                    r0, w0 = a[2].get(pid, (0.0, 0.0))
+                    r1, w1 = b[2].get(pid, (0.0, 0.0))
+                    ours_run += r1 - r0
+                    ours_runnable += (r1 - r0) + (w1 - w0)
+            bg = max(0.0, (b[1].get(core, 0.0) - a[1].get(core, 0.0) - ours_run) / w)
+            u = min(1.0, ours_runnable / w)
+            f = (bg - (1.0 - u)) / u if u > 0.05 else 0.0
+            f = min(max(f, 0.0), 0.9)
+            other[str(core)] = round(min(bg, 1.0), 3)
+            threads[str(core)] = round(f / (1.0 - f), 3)
+        return {"window_s": w, "cpu_other": other, "threads": threads}
+
+
+class _PortTaken(Exception):
+    """The master's loopback port was taken between choosing it and binding it."""
+
+
+def _run_cluster_once(name: str, ctx: BenchContext) -> dict[str, Any]:
     cores = all_cores()
     out_dir = _workdir(ctx)
     slave_cmds, (mcmd, mcore), meta = cluster_commands(name, ctx, out_dir, cores)
+    for stale in (meta["report_file"], meta["trace_file"]):
+        Path(stale).unlink(missing_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     load_before = os.getloadavg()
     procs: list[subprocess.Popen[bytes]] = []
-    log = open(out_dir / f"{_slug(name)}.log", "wb")  # noqa: SIM115 - closed in finally
+    log_path = out_dir / f"{_slug(name)}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
     try:
         for cmd, core in slave_cmds:
             procs.append(
@@ -258,24 +361,37 @@ def run_cluster(name: str, ctx: BenchContext) -> dict[str, Any]:
                 )
             )
         master = subprocess.Popen(mcmd, env=env, preexec_fn=_pin(mcore), stdout=log, stderr=log)
+        pids = {p.pid: core for p, (_, core) in zip(procs, slave_cmds, strict=True)}
+        pids[master.pid] = mcore
+        sampler = _Sampler(pids)
+        sampler.start()
         try:
             rc = master.wait(timeout=RUN_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             master.kill()
             master.wait()
             raise BenchError(f"{name}: the master did not finish within {RUN_TIMEOUT_S:g} s") from None
+        finally:
+            t_exit = time.monotonic()
+            sampler.stop_event.set()
+            sampler.join()
+            sampler.sample()
     finally:
         _stop(procs)
         log.close()
     report = Path(meta["report_file"])
     if rc != 0 or not report.is_file():
-        tail = (out_dir / f"{_slug(name)}.log").read_text(errors="replace")[-800:]
+        tail = log_path.read_text(errors="replace")[-800:]
+        if "Address already in use" in tail:
+            raise _PortTaken()
         raise BenchError(f"{name}: the master exited with status {rc}:\n{tail}")
     rep = json.loads(report.read_text())
     trace_path = Path(meta["trace_file"])
     trace = json.loads(trace_path.read_text()) if trace_path.is_file() else {}
     row = row_from_report(name, rep, trace, meta)
     row["load_avg_1m"] = [load_before[0], os.getloadavg()[0]]
+    # The master's clock runs for wall_seconds and stops just before it writes its report and exits.
+    row["background"] = sampler.background(t_exit - float(rep["wall_seconds"]), t_exit)
     row["commands"] = {"master": _short(mcmd, mcore), "slave0": _short(slave_cmds[0][0], slave_cmds[0][1])}
     return row
 
@@ -327,7 +443,25 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(args)
 
 
+def observe_in_process() -> Any:
+    """``bench.RUN_OBSERVERS`` entry: the other jobs' load on this process's cores during a config."""
+    cores = sorted(os.sched_getaffinity(0))
+    sampler = _Sampler({os.getpid(): c for c in cores[:1]} if len(cores) == 1 else {})
+    sampler.sample()
+    t0 = time.monotonic()
+
+    def finish() -> dict[str, Any]:
+        sampler.sample()
+        if len(cores) != 1:
+            return {"background": {"cpu_other": {}, "threads": {}, "note": "bench process not pinned"}}
+        return {"background": sampler.background(t0, time.monotonic()), "core": cores[0]}
+
+    return finish
+
+
 register_runner("1+", run_cluster)
+if observe_in_process not in _bench.RUN_OBSERVERS:
+    _bench.RUN_OBSERVERS.append(observe_in_process)
 
 try:  # the report hook needs the simulator; the runner works without it
     from dvs_cluster.sim.report import install as _install_report_hook

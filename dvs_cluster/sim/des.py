@@ -84,6 +84,8 @@ class SimConfig:
     metrics: bool = True  # the master scores frames against ground truth (as the bench's runs do)
     master_core: int | None = None  # shared core id, None = own board
     slave_cores: list[int | None] | None = None
+    #: Other jobs per shared core, as always-runnable threads (measured during a real run; 0 = quiet).
+    background: dict[int, float] = field(default_factory=dict)
     seed: int = 0
 
 
@@ -415,7 +417,9 @@ class Simulator:
             share: Counter[int | None] = Counter(p.core for p in running if p.core is not None)
 
             def rate(p: _Proc, share: Counter[int | None] = share) -> float:
-                return 1.0 / share[p.core] if p.core is not None else 1.0
+                if p.core is None:
+                    return 1.0
+                return 1.0 / (share[p.core] + cfg.background.get(p.core, 0.0))
 
             t_job = min((self.now + p.remaining / rate(p) for p in running), default=math.inf)
             t_msg = self._heap[0][0] if self._heap else math.inf

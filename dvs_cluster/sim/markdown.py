@@ -43,6 +43,11 @@ def _lat(r: dict[str, Any]) -> str:
     return f"{_f(_p(r, 'p50'), '.0f')} / {_f(_p(r, 'p99'), '.0f')}"
 
 
+def _bg(r: dict[str, Any]) -> str:
+    other = (r.get("background") or {}).get("cpu_other") or {}
+    return " / ".join(f"{k}: {v * 100:.0f} %" for k, v in other.items()) or "-"
+
+
 def _seg(v: Any) -> str:
     return _f(None if v is None else v * 100, ".1f")
 
@@ -56,7 +61,9 @@ def _runs(rows: list[dict[str, Any]], val: dict[str, Any], cl: list[dict[str, An
         f"{cores} cores (`sched_setaffinity`), master first, round robin. **shared** = some process "
         f"shared its core (runs with more than {cores - 1} slave(s)); **oversubscribed** = more slaves "
         "than cores. Those rows measure time-sharing, not boards; the simulator reproduces them with "
-        "the same placement and predicts boards further down.",
+        "the same placement and predicts boards further down. The machine is shared: *other jobs* is the "
+        "CPU other processes took on each of our cores during the run (`/proc/stat` minus our processes' "
+        "`schedstat`); the simulator replays it as competing threads on those cores.",
         "",
         *_head(
             "config",
@@ -70,6 +77,7 @@ def _runs(rows: list[dict[str, Any]], val: dict[str, Any], cl: list[dict[str, An
             "p50 / p99 ms",
             "master ms (excl. metrics)",
             "key age",
+            "other jobs (CPU share per core)",
             "sim fps",
             "sim error",
             left=3,
@@ -92,11 +100,14 @@ def _runs(rows: list[dict[str, Any]], val: dict[str, Any], cl: list[dict[str, An
                     _lat(r),
                     overhead,
                     f"{r['key_age']['mean']:.2f}",
+                    _bg(r),
                     *sim,
                 )
             )
         elif v:
-            out.append(_row(r["name"], "-", "1 process", *common, "-", _lat(r), "-", "-", *sim))
+            out.append(
+                _row(r["name"], "-", "1 process", *common, "-", _lat(r), "-", "-", "not measured", *sim)
+            )
     return [*out, ""]
 
 

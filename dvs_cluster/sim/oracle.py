@@ -93,6 +93,11 @@ class Oracle(Protocol):
         ...
 
 
+def _clock() -> tuple[float, float]:
+    """(wall, this thread's CPU) seconds: compute is timed in CPU so other jobs on the core do not count."""
+    return time.perf_counter(), time.thread_time()
+
+
 @contextlib.contextmanager
 def pinned(core: int | None) -> Iterator[None]:
     """Run the calling thread on one core with OpenCV single-threaded: one board's budget."""
@@ -132,7 +137,9 @@ class ModelOracle:
         self.frames = len(self._frames)
         self.regions = len(grid)
         self.has_gt = all(f.labels is not None for f in self._frames)
+        # CPU time of the (single) computing thread: what a quiet core would take, whatever else runs.
         self.stage_ms: dict[str, list[float]] = {s: [] for s in STAGES}
+        self.stage_wall_ms: dict[str, list[float]] = {s: [] for s in STAGES}
         self._seg: dict[tuple[int, int], tuple[FloatArray, Counts | None]] = {}
         self._pairs: dict[tuple[int, int, int], tuple[float, dict[str, Counts | None]]] = {}
         self.compute_s = 0.0  # wall time spent in the nets (what the calibration cost)
@@ -148,21 +155,22 @@ class ModelOracle:
         ys, xs = r.core_in_padded
         return class_counts(labels[ys, xs], self.grid.crop(gt, region)[ys, xs])
 
-    def _time(self, stage: str, t0: float, record: bool = True) -> None:
-        dt = time.perf_counter() - t0
-        self.compute_s += dt
+    def _time(self, stage: str, t0: tuple[float, float], record: bool = True) -> None:
+        wall, cpu = _clock()
+        self.compute_s += wall - t0[0]
         if record:
-            self.stage_ms[stage].append(dt * 1000.0)
+            self.stage_ms[stage].append((cpu - t0[1]) * 1000.0)
+            self.stage_wall_ms[stage].append((wall - t0[0]) * 1000.0)
 
     def _seg_entry(self, region: int, t: int) -> tuple[FloatArray, Counts | None]:
         hit = self._seg.get((region, t))
         if hit is None:
             crop = self._crop(region, t)
             with pinned(self.core):
-                t0 = time.perf_counter()
+                t0 = _clock()
                 logits = self.models.seg(crop)
                 self._time("seg", t0)
-                t0 = time.perf_counter()
+                t0 = _clock()
                 labels, _ = labels_from_logits(logits, crop.shape[0], crop.shape[1])
                 self._time("labels", t0)
             hit = self._seg[(region, t)] = (logits, self._counts(labels, region, t))
@@ -176,19 +184,19 @@ class ModelOracle:
         cur = self._crop(region, t)
         counts: dict[str, Counts | None] = {}
         with pinned(self.core):
-            t0 = time.perf_counter()
+            t0 = _clock()
             flow, features = self.models.flow(self._crop(region, key), cur)
             self._time("flow", t0)
-            t0 = time.perf_counter()
+            t0 = _clock()
             score = float(self.models.dn(features))
             self._time("dn", t0)
             for q in self.quants:
                 exact = q == "float32"
                 logits = roundtrip(key_logits, q)
-                t0 = time.perf_counter()
+                t0 = _clock()
                 warped = warp(logits, flow)
                 self._time("warp", t0, exact)
-                t0 = time.perf_counter()
+                t0 = _clock()
                 labels, _ = labels_from_logits(warped, cur.shape[0], cur.shape[1])
                 self._time("labels", t0, exact)
                 counts[q] = self._counts(labels, region, t)

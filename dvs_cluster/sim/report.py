@@ -137,6 +137,8 @@ def sim_config(row: dict[str, Any], frames: int, threshold: float, placement: bo
     if placement:
         pl = row["placement"]
         cfg.master_core, cfg.slave_cores = pl["master_core"], list(pl["slave_cores"])
+        bg = (row.get("background") or {}).get("threads") or {}
+        cfg.background = {int(k): float(v) for k, v in bg.items()}
     return cfg
 
 
@@ -159,6 +161,9 @@ def validate(
         elif pol is not None:
             pred = simulate_single(oracle, costs, local, frames, threshold, pol)
             pred.name = row["name"]
+            bg = (row.get("background") or {}).get("threads") or {}
+            if len(bg) == 1:  # one process on one core shared with k CPU-bound threads: 1 / (1 + k) of it
+                pred.fps /= 1.0 + float(next(iter(bg.values())))
         else:
             continue
         e = _err(pred.fps, row["fps"])
