@@ -28,6 +28,8 @@ setup(
         "opencv-python-headless>=4.8",
         "onnxruntime>=1.16",
         "pyyaml>=6",
+        "eclipse-zenoh>=1.0,<2",
+        "rosbags>=0.10",
     ],
     extras_require={
         # Training only; the runtime never imports torch. 2.13.0 is the CPU build cached on our machines.
