@@ -275,13 +275,16 @@ def open_source(
     """
     Source from a CLI spec.
 
-    ``synthetic`` / ``synthetic:SEED`` (default; ``frames`` or 100 frames), ``camera:N``, an image
+    ``synthetic`` (default: the embedded sample, seed ``DEFAULT_SEED``) / ``synthetic:SEED``
+    (``frames`` or 100 frames), ``camera:N``, an image
     directory or image file, a rosbag2 bag directory (``topic``: its image topic), or any video file
     OpenCV decodes.
     """
     s = (spec or "synthetic").strip()
     if s == "synthetic" or s.startswith("synthetic:"):
-        seed_txt = s.partition(":")[2] or "0"
+        from dvs_cluster.data.synthetic import DEFAULT_SEED
+
+        seed_txt = s.partition(":")[2] or str(DEFAULT_SEED)
         try:
             seed = int(seed_txt)
         except ValueError:
