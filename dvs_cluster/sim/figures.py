@@ -82,7 +82,7 @@ def figure5(report: dict[str, Any], path: Path) -> Path:
         if px:
             ax.plot(px, py, "D", color="tab:orange", label="simulator, as run")
         for net, style in (("1gbit", "-"), ("loopback", ":")):
-            pts = [b for b in boards.get(net, []) if b["variant"] == "pipe2+aff"]
+            pts = [b for b in boards.get(net, []) if b["variant"] == "best"]
             bx, by = [], []
             for b in pts:
                 if b["name"] in names:
@@ -96,7 +96,7 @@ def figure5(report: dict[str, Any], path: Path) -> Path:
                     marker="o",
                     color="tab:green",
                     ms=4,
-                    label=f"simulator, 1 board/process, pipe2+aff, {net}",
+                    label=f"simulator, 1 board/process, best variant, {net}",
                 )
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
