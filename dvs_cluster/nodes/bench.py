@@ -308,18 +308,22 @@ class _Sampler(threading.Thread):
         """
         Other jobs on each core over [t0, t1]: their CPU share, and the CPU-bound threads that explain it.
 
-        With our processes runnable a fraction ``u`` of the window and other jobs using ``bg`` of the
-        core, processor sharing with ``k`` CPU-bound threads gives ``bg = (1 - u) + u k / (1 + k)``;
-        ``k`` is what the simulator replays for that core.
+        Our processes on a core are runnable ``S`` core-seconds per second (run + run-queue wait,
+        ``schedstat``), so at least one of them is runnable ``u = min(1, S)`` of the time and, when
+        they are, ``n = max(1, S)`` of them on average. Other jobs take ``bg`` of the core
+        (``/proc/stat`` minus ours). Processor sharing with ``k`` CPU-bound threads gives
+        ``bg = (1 - u) + u k / (n + k)``; ``k`` is what the simulator replays on that core.
         """
+        empty: dict[str, Any] = {"window_s": 0.0, "cpu_other": {}, "ours_runnable": {}, "threads": {}}
         if len(self.samples) < 2 or t1 <= t0:
-            return {"window_s": 0.0, "cpu_other": {}, "threads": {}}
+            return empty
         a = min(self.samples, key=lambda x: abs(x[0] - t0))
         b = min(self.samples, key=lambda x: abs(x[0] - t1))
         w = b[0] - a[0]
         if w <= 0:
-            return {"window_s": 0.0, "cpu_other": {}, "threads": {}}
+            return empty
         other: dict[str, float] = {}
+        runnable: dict[str, float] = {}
         threads: dict[str, float] = {}
         for core in sorted(set(self.pids.values())):
             ours_run = ours_runnable = 0.0
@@ -329,13 +333,15 @@ class _Sampler(threading.Thread):
                     r1, w1 = b[2].get(pid, (0.0, 0.0))
                     ours_run += r1 - r0
                     ours_runnable += (r1 - r0) + (w1 - w0)
-            bg = max(0.0, (b[1].get(core, 0.0) - a[1].get(core, 0.0) - ours_run) / w)
-            u = min(1.0, ours_runnable / w)
+            bg = min(1.0, max(0.0, (b[1].get(core, 0.0) - a[1].get(core, 0.0) - ours_run) / w))
+            big_s = ours_runnable / w
+            u, n = min(1.0, big_s), max(1.0, big_s)
             f = (bg - (1.0 - u)) / u if u > 0.05 else 0.0
             f = min(max(f, 0.0), 0.9)
-            other[str(core)] = round(min(bg, 1.0), 3)
-            threads[str(core)] = round(f / (1.0 - f), 3)
-        return {"window_s": w, "cpu_other": other, "threads": threads}
+            other[str(core)] = round(bg, 3)
+            runnable[str(core)] = round(big_s, 3)
+            threads[str(core)] = round(f * n / (1.0 - f), 3)
+        return {"window_s": w, "cpu_other": other, "ours_runnable": runnable, "threads": threads}
 
 
 class _PortTaken(Exception):
