@@ -28,9 +28,24 @@ from typing import Any
 log = logging.getLogger("dvs_cluster.nodes")
 
 
+def _key_name(text: str) -> str:
+    """Cluster ids and slave names become key chunks: refused by argparse, naming the option."""
+    from dvs_cluster.transport.base import check_name
+
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_transport_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("transport (zenoh)")
-    g.add_argument("--cluster", default="default", help="cluster id, prefix of every key (default: default)")
+    g.add_argument(
+        "--cluster",
+        type=_key_name,
+        default="default",
+        help="cluster id, prefix of every key (default: default)",
+    )
     g.add_argument("--listen", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447")
     g.add_argument(
         "--connect", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/192.168.1.10:7447"
@@ -48,6 +63,12 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="zenoh shared memory between processes of one host (auto: zenoh's default, on)",
     )
+    g.add_argument(
+        "--zenoh-config", metavar="FILE", help="zenoh JSON5 config as the base (flags here override it)"
+    )
+    g.add_argument("--tls-root-ca", metavar="PEM", help="mutual TLS: CA certificate every node trusts")
+    g.add_argument("--tls-cert", metavar="PEM", help="mutual TLS: this node's certificate (signed by the CA)")
+    g.add_argument("--tls-key", metavar="PEM", help="mutual TLS: this node's private key")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
 
 
@@ -84,7 +105,7 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", default="dvsnet", help="dvsnet (default) | dynamic | segpath | fixedK")
     g.add_argument(
         "--threshold",
-        type=float,
+        type=_threshold,
         help="DN threshold 0..100: score below -> seg path (default: the slaves' model card, else 90)",
     )
     g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
@@ -92,14 +113,28 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overlap", type=int, default=0, help="region overlap margin in pixels (default 0)")
     g = p.add_argument_group("scheduling")
     g.add_argument("--slaves-expected", type=_positive_int, default=1, help="slaves to wait for (default 1)")
-    g.add_argument("--wait", type=float, default=60.0, help="seconds to wait for them (default 60)")
+    g.add_argument("--wait", type=_nonneg_float, default=60.0, help="seconds to wait for them (default 60)")
     g.add_argument(
         "--max-in-flight", type=_positive_int, default=1, help="tasks in flight per slave (default 1)"
     )
     g.add_argument(
         "--queue", type=_positive_int, default=4, help="frames waiting in the queue at most (default 4)"
     )
-    g.add_argument("--timeout", type=float, default=10.0, help="re-dispatch a task unanswered this long (s)")
+    g.add_argument(
+        "--timeout", type=_positive_float, default=10.0, help="re-dispatch a task unanswered this long (s)"
+    )
+    g.add_argument(
+        "--lost",
+        type=_nonneg_float,
+        default=30.0,
+        help="no slave alive this long with work open: drop the open frames and stop (s; 0 = wait for ever)",
+    )
+    g.add_argument(
+        "--status-period",
+        type=_nonneg_float,
+        default=1.0,
+        help="master heartbeat period on <prefix>/master/status (s; 0 = off)",
+    )
     g.add_argument(
         "--forward-threshold",
         type=int,
@@ -125,8 +160,17 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
         help="frames read ahead on a thread (default 2; 0 = read on the master's loop)",
     )
     g.add_argument(
-        "--rate", type=float, default=0.0, help="emulate a camera at this fps (counted drops); 0 = off"
+        "--rate",
+        type=_nonneg_float,
+        default=0.0,
+        help="emulate a camera at this fps (counted drops); 0 = off",
     )
+
+
+def _slave_count(text: str) -> int:
+    from dvs_cluster.cli import _positive_int
+
+    return _positive_int(text)
 
 
 def register(subparsers: Any) -> None:
@@ -137,13 +181,35 @@ def register(subparsers: Any) -> None:
     m.set_defaults(func=cmd_master)
 
     s = subparsers.add_parser("slave", help="cluster slave: run the DVSNet region step on tasks")
-    s.add_argument("--name", required=True, help="slave name, unique in the cluster ([A-Za-z0-9_.-])")
+    s.add_argument(
+        "--name", type=_key_name, required=True, help="slave name, unique in the cluster ([A-Za-z0-9_.-])"
+    )
     _add_model_args(s)
     _add_transport_args(s)
     s.set_defaults(func=cmd_slave)
 
+    f = subparsers.add_parser(
+        "fuzz", help="seeded fuzzing of the cluster's keys (a live cluster, or --in-process)"
+    )
+    f.add_argument("--messages", type=_slave_count, default=10_000, help="payloads to send (default 10000)")
+    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    f.add_argument("--slaves", default="slave0,slave1", help="slave names whose keys get payloads")
+    f.add_argument(
+        "--rate", type=_nonneg_float, default=0.0, help="messages per second (0 = as fast as possible)"
+    )
+    f.add_argument(
+        "--in-process",
+        action="store_true",
+        help="no network: a master and a slave (real models) in this process, checked for exactly-once",
+    )
+    f.add_argument("--frames", type=_slave_count, default=20, help="--in-process: frames through the master")
+    f.add_argument("--models", metavar="DIR", help="--in-process: model directory")
+    f.add_argument("--json", metavar="PATH", help="write the counts as JSON ('-' = stdout)")
+    _add_transport_args(f)
+    f.set_defaults(func=cmd_fuzz)
+
     r = subparsers.add_parser("run", help="master + N local slave processes, stopped when done")
-    r.add_argument("--slaves", type=int, default=2, help="number of slave processes (default 2)")
+    r.add_argument("--slaves", type=_slave_count, default=2, help="number of slave processes (default 2)")
     _add_master_args(r)
     _add_model_args(r)
     _add_transport_args(r)
@@ -162,11 +228,81 @@ def _multicast(args: argparse.Namespace) -> bool | None:
     return {"auto": None, "on": True, "off": False}[args.multicast]
 
 
+def _tls(args: argparse.Namespace) -> Any:
+    """The mTLS files, all three or none (refused naming the missing option)."""
+    from dvs_cluster.cli import CliError
+    from dvs_cluster.transport.zenoh import TlsFiles
+
+    given = {"--tls-root-ca": args.tls_root_ca, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
+    if not any(given.values()):
+        return None
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        raise CliError(f"{', '.join(missing)}: mutual TLS needs --tls-root-ca, --tls-cert and --tls-key")
+    tls = TlsFiles(args.tls_root_ca, args.tls_cert, args.tls_key)
+    try:
+        tls.check()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return tls
+
+
 def _transport(args: argparse.Namespace) -> Any:
-    from dvs_cluster.transport.zenoh import ZenohTransport
+    from dvs_cluster.cli import CliError
+    from dvs_cluster.transport.zenoh import ZenohTransport, make_config
 
     shm = {"auto": None, "on": True, "off": False}[args.shm]
-    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args), shm)
+    tls = _tls(args)
+    try:  # config errors name the option; zenoh's own errors (e.g. port in use) stay as they are
+        make_config(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
+
+
+def _transport_argv(args: argparse.Namespace) -> list[str]:
+    """Flags that pass the transport security/config options on to child slave processes."""
+    out: list[str] = []
+    for flag, value in (
+        ("--zenoh-config", args.zenoh_config),
+        ("--tls-root-ca", args.tls_root_ca),
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+    ):
+        if value:
+            out += [flag, value]
+    return out
+
+
+def _threshold(text: str) -> float:
+    """DN threshold: a finite number in 0..100 (the model-card default is asked for by leaving it out)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}") from None
+    if not 0.0 <= v <= 100.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -231,6 +367,8 @@ def _master_config(args: argparse.Namespace) -> Any:
         affinity=args.affinity,
         quantize=args.key_quantize,
         rate=args.rate,
+        lost_s=args.lost,
+        status_period_s=args.status_period,
     )
 
 
@@ -304,7 +442,9 @@ def _run_master(
         transport.close()
     # Files first: the summary goes to a stream that may already be closed (`| head`).
     if args.trace:
-        _write_json(args.trace, {"regions": node.trace, "emitted": node.emitted})
+        _write_json(
+            args.trace, {"regions": node.trace, "emitted": node.emitted, "latency_ms": node.frame_latency_ms}
+        )
     if args.json:
         _write_json(args.json, rep)
     print(_summary(rep), file=sys.stderr)
@@ -348,6 +488,36 @@ def cmd_slave(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    """``dvs-cluster fuzz``: bad bytes on every key a node reads; the nodes must count them and go on."""
+    _setup_logging(args.verbose)
+    logging.getLogger("dvs_cluster").setLevel(logging.ERROR)  # thousands of "dropped ..." warnings
+    from dvs_cluster.fuzz import fuzz_bus, fuzz_in_process
+
+    if args.in_process:
+        rep = fuzz_in_process(args.messages, args.seed, args.models, args.frames)
+        ok = rep["in_order_once"] and rep["frames_out"] + rep["frames_dropped"] == rep["frames_in"]
+        print(
+            f"sent {rep['sent_total']} payloads in {rep['seconds']:.1f} s; frames in {rep['frames_in']} "
+            f"out {rep['frames_out']} dropped {rep['frames_dropped']}; "
+            f"{'every accepted frame out once, in order' if ok else 'FRAMES LOST OR OUT OF ORDER'}",
+            file=sys.stderr,
+        )
+    else:
+        transport = _transport(args)
+        try:
+            slaves = [s for s in args.slaves.split(",") if s]
+            r = fuzz_bus(transport, args.cluster, slaves, args.messages, args.seed, args.rate)
+        finally:
+            transport.close()
+        rep = {"sent": r.sent, "sent_total": r.total, "bytes": r.bytes, "seconds": r.seconds}
+        ok = True
+        print(f"sent {r.total} payloads ({r.bytes / 1e6:.1f} MB) in {r.seconds:.1f} s", file=sys.stderr)
+    if args.json:
+        _write_json(args.json, rep)
+    return 0 if ok else 1
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -368,12 +538,26 @@ def _stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 5
             p.wait()
 
 
+def _check_models(args: argparse.Namespace) -> None:
+    """Providers known to onnxruntime and the three model files present (ModelError names which)."""
+    from dvs_cluster.inference import MODEL_FILES, ModelError, resolve_model_dir, resolve_providers
+
+    resolve_providers([p for p in args.providers.split(",") if p.strip()])
+    d = resolve_model_dir(args.models)
+    for name in MODEL_FILES.values():
+        path = d / name
+        if not path.is_file():
+            raise ModelError(f"model file {path} is missing")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``dvs-cluster run --slaves N``: N slave processes + this process as the master, on one host."""
     _setup_logging(args.verbose)
     if args.slaves < 1:
         print("--slaves must be >= 1", file=sys.stderr)
         return 2
+    _check_models(args)  # refuse before any process starts, naming the provider or the file
+    _tls(args)
     if args.cluster == "default":
         args.cluster = f"run_{uuid.uuid4().hex[:8]}"  # no cross-talk with other clusters on this host
     if not args.listen and not args.connect:
@@ -394,6 +578,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "dvs_cluster.cli", "slave", "--name", f"slave{i}"]
             cmd += ["--cluster", args.cluster, "--providers", args.providers, "--threads", str(threads)]
             cmd += ["--result-quantize", args.result_quantize, "--multicast", "off", "--shm", args.shm]
+            cmd += _transport_argv(args)
             cmd += [a for ep in slave_connect for a in ("--connect", ep)]
             if args.models:
                 cmd += ["--models", args.models]

@@ -15,6 +15,7 @@ Time is booked per stage (the master half of the paper's Figure 6): ``source``, 
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -89,7 +90,20 @@ class MasterConfig:
     affinity: bool = False
     quantize: str = "float32"  # forwarded key logits: float32 | float16 | uint8
     rate: float = 0.0  # camera frame rate to emulate (frames/s); 0 = take frames as the queue has room
-    lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up
+    lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up (0: never)
+    status_period_s: float = 1.0  # master heartbeat (JSON on ``<prefix>/master/status``); 0 = off
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux ``/proc``; 0 elsewhere): the soak's flatness check."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
 
 
 class Prefetch:
@@ -200,6 +214,8 @@ class MasterNode:
         self.malformed = 0
         self.foreign = 0
         self.inbox_overflow = 0
+        self.rejected_frames = 0  # submitted frames refused (bad size or sequence): never accepted
+        self.slave_events: list[tuple[float, str, bool]] = []  # (time, slave, alive): fault timelines
         self.bytes_tasks = 0
         self.bytes_keys = 0
         self.bytes_results = 0
@@ -212,6 +228,9 @@ class MasterNode:
         self._order: deque[int] = deque()
         self._dropped: set[int] = set()
         self._no_slave_since: float | None = None
+        self._last_seq: int | None = None
+        self._next_status = 0.0
+        self._started = time.perf_counter()
         self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=256)  # bounded memory
         warmup()
         self._handles: list[Handle] = [
@@ -247,6 +266,7 @@ class MasterNode:
             self._handle_status(key, value)
         elif kind == "alive":
             name = self.keys.last_chunk(key)
+            self.slave_events.append((time.perf_counter(), name, bool(value)))
             if value:
                 log.info("slave %s alive", name)
                 self.wm.add_slave(name)
@@ -289,6 +309,8 @@ class MasterNode:
             assert res.logits is not None
             if res.logits.shape != (NUM_CLASSES, *logit_grid(r.height, r.width)):
                 return f"logits {res.logits.shape} do not fit region {res.region}"
+            if not np.isfinite(res.logits).all():  # would poison the global key buffer and every warp
+                return "logits not finite"
         if self.grid.overlap and res.confidence is None:
             return "no confidence map for an overlapping grid"
         return None
@@ -351,7 +373,7 @@ class MasterNode:
     # -- frames in ----------------------------------------------------------------------------------
 
     def _take(self, frames: Iterator[Frame]) -> bool:
-        """Read one frame and queue it; False when the source is exhausted."""
+        """Read one frame from ``frames`` and submit it; False when the source is exhausted."""
         t0 = time.perf_counter()
         try:
             frame = next(frames)
@@ -359,20 +381,102 @@ class MasterNode:
             return False
         finally:
             self.stage_s["source"] += time.perf_counter() - t0
+        self.submit(frame)
+        return True
+
+    def submit(self, frame: Frame) -> list[int]:
+        """
+        Accept one frame: split it and queue its regions; returns the sequences dropped to make room.
+
+        Public feed for pushed streams (a ROS camera callback's frames, tests): frames must be
+        ``width x height`` RGB with increasing ``index``; anything else raises ``ValueError`` and is
+        counted in ``rejected_frames`` without touching what is already queued.
+        """
+        img = frame.image
+        want = (self.config.height, self.config.width, 3)
+        if not isinstance(img, np.ndarray) or img.shape != want:
+            self.rejected_frames += 1
+            shape = getattr(img, "shape", type(img).__name__)
+            raise ValueError(f"frame {frame.index}: image {shape}, expected {want}")
+        seq = int(frame.index)
+        if self._last_seq is not None and seq <= self._last_seq:
+            self.rejected_frames += 1
+            raise ValueError(f"frame sequence {seq} not after {self._last_seq}")
+        self._last_seq = seq
         t0 = time.perf_counter()
-        crops = [np.ascontiguousarray(c, dtype=np.uint8) for c in self.grid.split(frame.image)]
+        crops = [np.ascontiguousarray(c, dtype=np.uint8) for c in self.grid.split(img)]
         now = time.perf_counter()
         self.stage_s["split"] += now - t0
-        seq = frame.index
         n = self.num_regions
         self._slots[seq] = _Slot(frame, crops, [None] * n, [None] * n, now)
         self._order.append(seq)
         self.frames_in += 1
-        for victim in self.wm.submit(seq):
+        victims = self.wm.submit(seq)
+        for victim in victims:
             self._slots.pop(victim, None)
             self._dropped.add(victim)
             self.frames_dropped += 1
-        return True
+        return victims
+
+    def has_room(self) -> bool:
+        """Whether a frame submitted now would queue without dropping an older one."""
+        return self.wm.has_room()
+
+    @property
+    def pending(self) -> int:
+        """Accepted frames not yet emitted or dropped."""
+        return len(self._order) - len(self._dropped)
+
+    def poll(self, sinks: Sequence[Sink] = (), gt_sinks: Sequence[Sink] = (), timeout: float = 0.0) -> int:
+        """
+        One turn of the master; returns the number of frames emitted (the public step for pushed streams).
+
+        Dispatches (re-dispatching expired tasks), emits finished frames in order, publishes the
+        heartbeat when due, then waits up to ``timeout`` for results/heartbeats/liveliness and handles them.
+        """
+        before = self.frames_out
+        self._dispatch(time.perf_counter())
+        self._emit(sinks, gt_sinks)
+        self.publish_status()
+        deadline = self.wm.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.perf_counter()) + 1e-3)
+        self._pump(timeout)
+        self._dispatch(time.perf_counter())
+        self._emit(sinks, gt_sinks)
+        return self.frames_out - before
+
+    def status(self) -> dict[str, Any]:
+        """Small live summary (the master heartbeat's content)."""
+        return {
+            "cluster_id": self.config.cluster_id,
+            "run_id": self.run_id,
+            "stamp": time.time(),
+            "slaves_alive": sorted(self.wm.slaves),
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "frames_dropped": self.frames_dropped,
+            "pending": self.pending,
+            "malformed": self.malformed,
+            "redispatched": self.wm.redispatched,
+        }
+
+    def publish_status(self, force: bool = False) -> None:
+        """
+        Heartbeat as JSON on ``<prefix>/master/status`` every ``status_period_s``.
+
+        Lets operators (and the chaos tests) see the master alive and counting while no slave is.
+        A backend that cannot carry the key (ROS has its own ``stats`` topic) only logs.
+        """
+        period = self.config.status_period_s
+        now = time.perf_counter()
+        if period <= 0 or (not force and now < self._next_status):
+            return
+        self._next_status = now + period
+        try:
+            self.transport.publish(self.keys.master_status, json.dumps(self.status()).encode())
+        except Exception as exc:
+            log.debug("master status not published: %s", exc)
 
     # -- tasks out ----------------------------------------------------------------------------------
 
@@ -531,6 +635,7 @@ class MasterNode:
             if source_done and not self._order:
                 break
             self._check_lost(time.perf_counter())
+            self.publish_status()
             if self.aborted:
                 source_done = True
                 continue
@@ -553,7 +658,7 @@ class MasterNode:
         if self._no_slave_since is None:
             self._no_slave_since = now
             return
-        if now - self._no_slave_since < self.config.lost_s:
+        if self.config.lost_s <= 0 or now - self._no_slave_since < self.config.lost_s:
             return
         for seq in list(self.wm.open_frames):
             self.wm.abandon(seq)
@@ -637,5 +742,10 @@ class MasterNode:
                 "late_or_unknown": wm.unknown,
             },
             "malformed": {"master": self.malformed, "foreign": self.foreign, "overflow": self.inbox_overflow},
+            "rejected_frames": self.rejected_frames,
+            "slave_events": [
+                {"t": round(t - self._started, 3), "slave": n, "alive": a} for t, n, a in self.slave_events
+            ],
+            "rss_mb": rss_mb(),
             "aborted": self.aborted,
         }

@@ -130,6 +130,7 @@ class MasterRos(Node):
             forward_threshold=p["forward_threshold"],
             affinity=p["affinity"],
             quantize=p["key_quantize"],
+            status_period_s=0.0,  # the ROS node publishes ``stats`` and ``/diagnostics`` instead
         )
         self.transport = make_transport(self, p)
         self.master = MasterNode(self.transport, self.config)
@@ -287,8 +288,8 @@ class MasterRos(Node):
         """
         The master's loop over a live stream: frames as they arrive, results as they come back.
 
-        ``MasterNode.run`` pulls frames from an iterator; a camera pushes them, so this drives the
-        same steps (take, dispatch, emit, handle events) itself.
+        ``MasterNode.run`` pulls frames from an iterator; a camera pushes them, so this feeds them with
+        the public :meth:`MasterNode.submit` and steps the master with :meth:`MasterNode.poll`.
         """
         m, stop = self.master, self._stop
         out = list(sinks) if sinks is not None else [_RosSink(self)]
@@ -299,9 +300,12 @@ class MasterRos(Node):
                     frame = self._frames.get_nowait()
                 except queue.Empty:
                     break
-                m._take(iter((frame,)))
-            m._dispatch(time.perf_counter())
-            m._emit(out, ())
+                try:
+                    m.submit(frame)
+                except ValueError as exc:  # cannot happen for converted frames; never fatal
+                    self._headers.pop(frame.index, None)
+                    self._bad_input += 1
+                    self.get_logger().warning(f"frame refused: {exc}", throttle_duration_sec=5.0)
             now = time.monotonic()
             if now >= next_stats:
                 next_stats = now + self.p["stats_period"]
@@ -309,11 +313,7 @@ class MasterRos(Node):
                     self._publish_stats(started)
                 except Exception as exc:  # context shutting down
                     self.get_logger().debug(f"stats not published: {exc}")
-            timeout = 0.01
-            deadline = m.wm.next_deadline()
-            if deadline is not None:
-                timeout = min(timeout, max(0.0, deadline - time.perf_counter()) + 1e-3)
-            m._pump(timeout)
+            m.poll(out, (), timeout=0.01)
 
     def close(self) -> None:
         """Stop the master thread, withdraw from the cluster, close the transport."""

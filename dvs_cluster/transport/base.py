@@ -10,6 +10,7 @@ Key space (every key below ``<root>/<cluster_id>/`` so two clusters never cross-
     <root>/<cluster>/task/<slave>      RegionTask, master -> that slave
     <root>/<cluster>/result            RegionResult, every slave -> master
     <root>/<cluster>/status/<slave>    SlaveStatus heartbeat, slave -> master
+    <root>/<cluster>/master/status     master heartbeat (JSON summary), master -> anyone
     <root>/<cluster>/alive/slave/<slave>, <root>/<cluster>/alive/master   liveliness tokens
 """
 
@@ -81,6 +82,11 @@ class ClusterKeys:
     def alive_slaves(self) -> str:
         """Key expression matching every slave's liveliness token."""
         return f"{self.prefix}/alive/slave/*"
+
+    @property
+    def master_status(self) -> str:
+        """Master heartbeat (JSON summary; Zenoh only, ROS nodes publish ``stats``)."""
+        return f"{self.prefix}/master/status"
 
     @property
     def alive_master(self) -> str:

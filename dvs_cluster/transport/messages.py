@@ -300,12 +300,16 @@ def msg_to_tensor(msg: Any) -> FloatArray:
     if not (math.isfinite(msg.scale) and math.isfinite(msg.offset)):
         raise MessageError("tensor scale/offset not finite")
     stored = np.asarray(msg.data, dtype=np.uint8).view(dtype).reshape(shape)
-    if msg.dtype == "float32":
-        if msg.scale == 1.0 and msg.offset == 0.0:
-            out: FloatArray = stored
-            return out
-        return (stored * np.float32(msg.scale) + np.float32(msg.offset)).astype(np.float32)
-    return (stored.astype(np.float32) * np.float32(msg.scale) + np.float32(msg.offset)).astype(np.float32)
+    out: FloatArray
+    if msg.dtype == "float32" and msg.scale == 1.0 and msg.offset == 0.0:
+        out = stored
+    elif msg.dtype == "float32":
+        out = (stored * np.float32(msg.scale) + np.float32(msg.offset)).astype(np.float32)
+    else:
+        out = (stored.astype(np.float32) * np.float32(msg.scale) + np.float32(msg.offset)).astype(np.float32)
+    if not np.isfinite(out).all():  # NaN/inf logits would spread through keys and every warp from them
+        raise MessageError("tensor values not finite")
+    return out
 
 
 def _timings_to_msg(t: Timings) -> Any:

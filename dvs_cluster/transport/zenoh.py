@@ -7,7 +7,9 @@ Peer mode by default: nodes on one host find each other by multicast scouting. A
 configured. Between processes of one host zenoh moves large payloads through shared memory unless
 ``shm=False`` (what separate boards, or network namespaces emulating them, should measure). Publications
 are reliable and block under congestion: a region task must not be dropped
-silently (drops are the scheduler's decision, and it counts them).
+silently (drops are the scheduler's decision, and it counts them). Peers retry their ``connect``
+endpoints for ever, so slaves find a restarted master (or a healed link) by themselves. Mutual TLS
+(:class:`TlsFiles`) and a base config file cover multi-host deployments (docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zenoh
@@ -25,22 +29,69 @@ from .base import Handle, LivelinessCallback, MessageCallback, Payload, Transpor
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """
+    PEM files for Zenoh mutual TLS (``tls/HOST:PORT`` endpoints) between boards of one cluster.
+
+    ``root_ca`` signs every node's certificate; each node presents ``cert``/``key`` both when listening
+    and when connecting, and requires the peer's certificate (mTLS), so a host without a certificate
+    of this CA can neither join nor listen in.
+    """
+
+    root_ca: str
+    cert: str
+    key: str
+
+    def check(self) -> None:
+        """Refuse at start-up, naming the option, when a file is missing (zenoh's error is vaguer)."""
+        for what, path in (
+            ("--tls-root-ca", self.root_ca),
+            ("--tls-cert", self.cert),
+            ("--tls-key", self.key),
+        ):
+            if not Path(path).is_file():
+                raise ValueError(f"{what}: {path} is not a readable file")
+
+
 def make_config(
     mode: str = "peer",
     listen: Sequence[str] = (),
     connect: Sequence[str] = (),
     multicast: bool | None = None,
     shm: bool | None = None,
+    config_file: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> zenoh.Config:
     """
-    Zenoh config: mode, endpoints, multicast scouting and shared memory.
+    Zenoh config: mode, endpoints, multicast scouting, shared memory, optional base file and mTLS.
 
     Multicast defaults to on only without ``connect``; shared memory to zenoh's default (on: large
-    payloads between processes of one host skip the socket).
+    payloads between processes of one host skip the socket). ``config_file`` (a zenoh JSON5 config) is
+    the base for anything without a flag; the flags given here override it.
     """
     if mode not in ("peer", "client", "router"):
         raise ValueError(f"zenoh mode must be peer, client or router, not {mode!r}")
-    conf = zenoh.Config()
+    if config_file is not None:
+        if not Path(config_file).is_file():
+            raise ValueError(f"--zenoh-config: {config_file} is not a readable file")
+        try:
+            conf = zenoh.Config.from_file(config_file)
+        except Exception as exc:
+            raise ValueError(f"--zenoh-config: {config_file}: {exc}") from None
+    else:
+        conf = zenoh.Config()
+    if tls is not None:
+        tls.check()
+        for k, v in (
+            ("root_ca_certificate", tls.root_ca),
+            ("listen_certificate", tls.cert),
+            ("listen_private_key", tls.key),
+            ("connect_certificate", tls.cert),
+            ("connect_private_key", tls.key),
+            ("enable_mtls", True),
+        ):
+            conf.insert_json5(f"transport/link/tls/{k}", json.dumps(v))
     conf.insert_json5("mode", json.dumps(mode))
     if listen:
         conf.insert_json5("listen/endpoints", json.dumps(list(listen)))
@@ -48,7 +99,10 @@ def make_config(
         conf.insert_json5("connect/endpoints", json.dumps(list(connect)))
     if multicast is None:
         multicast = not connect
-    conf.insert_json5("scouting/multicast/enabled", json.dumps(bool(multicast)))
+        if config_file is not None:  # the file decides unless a flag does
+            multicast = None
+    if multicast is not None:
+        conf.insert_json5("scouting/multicast/enabled", json.dumps(bool(multicast)))
     if shm is not None:
         conf.insert_json5("transport/shared_memory/enabled", json.dumps(bool(shm)))
     return conf
@@ -91,9 +145,11 @@ class ZenohTransport(Transport):
         connect: Sequence[str] = (),
         multicast: bool | None = None,
         shm: bool | None = None,
+        config_file: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         """Open the session (raises if an endpoint cannot be bound)."""
-        self._session = zenoh.open(make_config(mode, listen, connect, multicast, shm))
+        self._session = zenoh.open(make_config(mode, listen, connect, multicast, shm, config_file, tls))
         self._publishers: dict[str, Any] = {}
         self._handles: list[_ZenohHandle] = []
         self._lock = threading.Lock()
