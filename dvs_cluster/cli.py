@@ -34,7 +34,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from dvs_cluster.io.sinks import SinkError
     from dvs_cluster.io.sources import SourceError
 
-    return (CliError, BenchError, ModelError, SinkError, SourceError)
+    # Under `python -m dvs_cluster.cli` this module is __main__: node code raises the importable copy's class.
+    canonical = importlib.import_module("dvs_cluster.cli").CliError
+    return (CliError, canonical, BenchError, ModelError, SinkError, SourceError)
 
 
 def _positive_int(text: str) -> int:

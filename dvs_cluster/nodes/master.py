@@ -622,7 +622,13 @@ class MasterNode:
                 if period:
                     if now < next_frame_at:
                         break
-                    next_frame_at += period
+                    # A camera does not deliver the frames it missed later in a burst: when the source
+                    # itself is slower than ``rate`` the schedule slips instead, and one frame is taken
+                    # per turn so dispatch and results are never starved by a catch-up loop.
+                    next_frame_at = max(next_frame_at + period, now)
+                    if not self._take(source):
+                        source_done = True
+                    break
                 elif not self.wm.has_room():
                     break
                 if not self._take(source):

@@ -230,6 +230,8 @@ def test_mixed_cluster_launch(tmp_path: Path, models_dir: Path) -> None:
     [
         ("master", "rows", "99"),
         ("master", "threshold", "150.0"),
+        ("master", "threshold", "-5.0"),
+        ("master", "slaves_expected", "0"),
         ("master", "policy", "bogus"),
         ("slave", "threads", "-1"),
         ("slave", "cluster_id", "bad-name"),
