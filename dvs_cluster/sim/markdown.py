@@ -105,9 +105,7 @@ def _runs(rows: list[dict[str, Any]], val: dict[str, Any], cl: list[dict[str, An
                 )
             )
         elif v:
-            out.append(
-                _row(r["name"], "-", "1 process", *common, "-", _lat(r), "-", "-", _bg(r), *sim)
-            )
+            out.append(_row(r["name"], "-", "1 process", *common, "-", _lat(r), "-", "-", _bg(r), *sim))
     return [*out, ""]
 
 

@@ -86,7 +86,8 @@ def plan(
     best: dict[str, Any] | None = None
     for variant in variants:
         for n in range(1, max_slaves + 1):
-            cfg = replace(SimConfig(n, frames, th), **VARIANTS[variant])
+            # A deployed master has no ground truth to score against: no metrics step.
+            cfg = replace(SimConfig(n, frames, th, metrics=False), **VARIANTS[variant])
             r = Simulator(cfg, cal.oracle, costs, board, network).run(f"1+{n}")
             entry = _entry(variant, r, single, network)
             table.append(entry)
@@ -110,6 +111,7 @@ def plan(
         notes.append(f"{fallbacks} (region, key, frame) pairs were not in the calibration: nearest used")
     return {
         "target_fps": target_fps,
+        "single_suffices": single.fps >= target_fps,
         "frame_size": [w, h],
         "board": board.__dict__,
         "network": network.__dict__,
@@ -169,6 +171,10 @@ def format_plan(res: dict[str, Any]) -> str:
         + (f", mIoU {res['single']['miou']:.1f}" if res["single"]["miou"] is not None else ""),
     ]
     a = res["answer"]
+    if res.get("single_suffices"):
+        lines.append(
+            f"NOTE: one board running Single already reaches {res['target_fps']:g} fps (no cluster needed)"
+        )
     if a:
         miou = f", mIoU {a['miou']:.1f} ({a['miou_delta']:+.2f} vs Single)" if a["miou"] is not None else ""
         lines.append(

@@ -169,7 +169,9 @@ def validate(
             pred.name = row["name"]
             bg = (row.get("background") or {}).get("threads") or {}
             if len(bg) == 1:  # one process on one core shared with k CPU-bound threads: 1 / (1 + k) of it
-                pred.fps /= 1.0 + float(next(iter(bg.values())))
+                slow = 1.0 + float(next(iter(bg.values())))
+                pred.fps /= slow
+                pred.latency_ms = {k: v * slow for k, v in pred.latency_ms.items()}
         else:
             continue
         e = _err(pred.fps, row["fps"])
