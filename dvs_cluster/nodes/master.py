@@ -231,6 +231,7 @@ class MasterNode:
         self._last_seq: int | None = None
         self._next_status = 0.0
         self._started = time.perf_counter()
+        self._started_unix = time.time()  # lets tests line faults (host clock) up with trace times
         self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=256)  # bounded memory
         warmup()
         self._handles: list[Handle] = [
@@ -362,6 +363,7 @@ class MasterNode:
                 "key": res.key_sequence,
                 "score": res.score,
                 "attempt": res.attempt,
+                "t": round(time.perf_counter() - self._started, 4),  # seconds since the node started
             }
         )
         if seg:
@@ -749,6 +751,7 @@ class MasterNode:
             },
             "malformed": {"master": self.malformed, "foreign": self.foreign, "overflow": self.inbox_overflow},
             "rejected_frames": self.rejected_frames,
+            "started_unix": self._started_unix,
             "slave_events": [
                 {"t": round(t - self._started, 3), "slave": n, "alive": a} for t, n, a in self.slave_events
             ],
