@@ -101,6 +101,9 @@ def figure5(report: dict[str, Any], path: Path) -> Path:
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=40, ha="right", fontsize=8)
         ax.set_ylabel(label)
+        if key == "miou" and any(vals):
+            lo = min(v for v in vals if v)
+            ax.set_ylim(max(0.0, lo - 3.0), max(vals) + 1.5)  # the differences are what matters
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(

@@ -63,7 +63,9 @@ def _runs(rows: list[dict[str, Any]], val: dict[str, Any], cl: list[dict[str, An
         "than cores. Those rows measure time-sharing, not boards; the simulator reproduces them with "
         "the same placement and predicts boards further down. The machine is shared: *other jobs* is the "
         "CPU other processes took on each of our cores during the run (`/proc/stat` minus our processes' "
-        "`schedstat`); the simulator replays it as competing threads on those cores.",
+        "`schedstat`); the simulator replays it as competing threads on those cores. Measured speed-ups"
+        " therefore compare runs under different loads; compare configurations with the board predictions"
+        " below, which come from the simulator validated against these very runs.",
         "",
         *_head(
             "config",
