@@ -86,7 +86,10 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     add("| stage | train seeds | data | steps | loop (s) | stage total (s) | max abs ONNX-torch diff |")
     add("|---|---|---|---|---|---|---|")
     data_desc = {
-        "seg": f"{s_seg.get('frames', '-')} frames 1024x512, random 256x256 crops, flips, colour jitter",
+        "seg": s_seg.get(
+            "data_description",
+            f"{s_seg.get('frames', '-')} frames 1024x512, random 256x256 crops, flips, colour jitter",
+        ),
         "flow": f"{s_flow.get('pairs', '-')} pairs, key interval 0..{s_flow.get('max_gap', '-')}",
         "dn": f"{s_dn.get('samples', '-')} region pairs, {s_dn.get('gaps', '-')}",
     }
@@ -167,6 +170,7 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         add("")
         add(f"Seeds {dm.get('seeds')}, key intervals 0..20 plus cross-sequence pairs (as scene cuts).")
         add("")
+    L.extend(real_sections(training, metrics))
     if cost:
         add("### Cost (one 512x256 region, onnxruntime CPU, intra_op_num_threads=1, median)")
         add("")
@@ -183,6 +187,62 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         )
         add("")
     return "\n".join(L)
+
+
+def real_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    """Card lines for the optional real-data metrics (CamVid, real video); empty when absent."""
+    L: list[str] = []
+    add = L.append
+    cv = metrics.get("camvid")
+    if cv:
+        add(
+            f"### Real images: CamVid {cv.get('split')} mIoU {_f(cv.get('miou'))} % (11 classes), "
+            f"pixel accuracy {_f(cv.get('pixel_accuracy'))} %"
+        )
+        add("")
+        add(
+            f"{cv.get('images')} images; {cv.get('pipeline')}. *Grouped*: predicted trainIds folded into "
+            "CamVid's classes (e.g. truck or bus on a CamVid Car pixel counts as Car, "
+            "rider/bicycle/motorcycle as Bicyclist; `dvs_cluster/train/datasets.py`); "
+            "*strict*: the canonical trainId only "
+            f"(mIoU {_f(cv.get('miou_strict_trainids'))} %)."
+        )
+        add("")
+        add("| CamVid class | IoU grouped (%) | strict trainId | IoU strict (%) |")
+        add("|---|---|---|---|")
+        strict = list(cv.get("per_class_iou_strict", {}).items())
+        for i, (n, v) in enumerate(cv.get("per_class_iou", {}).items()):
+            sn, sv = strict[i] if i < len(strict) else ("-", None)
+            add(f"| {n} | {_f(v) if v is not None else 'absent'} | {sn.split(' -> ')[-1]} | {_f(sv)} |")
+        add("")
+        if metrics.get("real_command"):
+            add(f"Produced by `{metrics['real_command']}`.")
+            add("")
+    vd = metrics.get("video")
+    if vd:
+        add("### Real video: DVSNet vs the seg path (no labels)")
+        add("")
+        add(
+            "| video | frames | threshold | agreement (%) | worst frame (%) | seg fraction | "
+            "DVS ms/frame | seg path ms/frame | speedup |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|")
+        add(
+            f"| `{vd.get('video')}` | {vd.get('frames')} | {_f(vd.get('threshold'), 1)} | "
+            f"{_f(vd.get('agreement'))} | {_f(vd.get('agreement_min_frame'))} | "
+            f"{_f(vd.get('seg_fraction'), 3)} | "
+            f"{_f(vd.get('dvs_ms_per_frame'), 1)} | {_f(vd.get('segpath_ms_per_frame'), 1)} | "
+            f"{_f(vd.get('speedup'))} |"
+        )
+        add("")
+        add("Agreement = share of pixels where the DVS output equals the seg-path output on the same frame;")
+        add("speedup = seg-path engine time / DVS engine time (1 onnxruntime thread, this machine).")
+        add("")
+    if cv or training.get("camvid_training"):
+        add("CamVid (Brostow, Fauqueur, Cipolla 2008) is distributed for research use; a seg net")
+        add("trained on it inherits those terms.")
+        add("")
+    return L
 
 
 def write_card(models: Path) -> Path:

@@ -4,6 +4,8 @@ Evaluate the shipped ONNX files with onnxruntime on held-out synthetic sequences
 Measures what ships: seg mIoU (+ per class), flow EPE vs the zero-flow baseline, flow-path mIoU at
 key intervals 1/3/5/10, DN Spearman vs the true flow-path agreement, per-region cost. Writes
 <models>/metrics.json and regenerates <models>/README.md from it, so the card never holds typed numbers.
+Optional real-data sections (realeval.py): ``--camvid DIR|auto`` (CamVid test mIoU, 11 classes) and
+``--video FILE|camvid:SPLIT:SEQ`` (DVS vs seg-path agreement and speedup); ``--real-only`` runs just those.
 """
 
 from __future__ import annotations
@@ -157,24 +159,75 @@ def evaluate(models: Path, quick: bool = False) -> dict[str, Any]:
     return out
 
 
+def real_sections(
+    models: Path,
+    camvid: str | None,
+    split: str = "test",
+    video: str | None = None,
+    video_frames: int | None = None,
+    threshold: float | None = None,
+) -> dict[str, Any] | None:
+    """The optional real-data sections (``camvid``, ``video``); None when an explicit --camvid is missing."""
+    from dvs_cluster.train import realeval
+
+    out: dict[str, Any] = {}
+    if camvid:
+        root = realeval.find_camvid(None if camvid == "auto" else camvid)
+        if root is None and camvid != "auto":
+            print(f"CamVid not found at {camvid}", file=sys.stderr)
+            return None
+        if root is None:
+            log("[eval] CamVid not found (auto): CamVid section skipped")
+        else:
+            out["camvid"] = realeval.camvid_eval(session(models / "seg.onnx", 2), root, split)
+    if video:
+        out["video"] = realeval.run_video(models, video, threshold, video_frames)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write metrics.json and the model card (python -m dvs_cluster.train.evaluate --models DIR)."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-card", action="store_true")
+    ap.add_argument(
+        "--camvid", help="add CamVid mIoU: a CamVid folder, or 'auto' (env/cache; skipped when absent)"
+    )
+    ap.add_argument("--camvid-split", default="test")
+    ap.add_argument("--video", help="add the DVS vs seg-path agreement on this video (realeval.frames_from)")
+    ap.add_argument("--video-frames", type=int, default=None, help="first N frames of --video only")
+    ap.add_argument(
+        "--threshold", type=float, default=None, help="DN threshold of --video (default: models')"
+    )
+    ap.add_argument(
+        "--real-only",
+        action="store_true",
+        help="only the --camvid/--video sections, merged into metrics.json",
+    )
     a = ap.parse_args(argv)
     cmd = "python -m dvs_cluster.train.evaluate " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
     )
-    m = evaluate(a.models, a.quick)
-    m["command"] = cmd
+    real = real_sections(a.models, a.camvid, a.camvid_split, a.video, a.video_frames, a.threshold)
+    if real is None:
+        return 2
+    if a.real_only:
+        old = a.models / "metrics.json"
+        m = json.loads(old.read_text()) if old.exists() else {}
+        m.pop("camvid", None)
+        m.pop("video", None)
+        m["real_command"] = cmd
+    else:
+        m = evaluate(a.models, a.quick)
+        m["command"] = cmd
+    m.update(real)
     (a.models / "metrics.json").write_text(json.dumps(m, indent=2))
     if not a.no_card:
         from dvs_cluster.train.card import write_card
 
         write_card(a.models)
-    json.dump({k: m[k] for k in ("seg", "cost")}, sys.stdout, indent=1)
+    json.dump({k: m[k] for k in ("seg", "cost", "camvid", "video") if k in m}, sys.stdout, indent=1)
     print()
     return 0
 

@@ -1,0 +1,220 @@
+"""Real-data layer (issue 9): CamVid/Cityscapes loaders, class mapping, mixed training, real evaluation."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fake_models import FakeModels
+
+from dvs_cluster.core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
+from dvs_cluster.train import datasets as R
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMVID_TAR = ROOT.parent / "shared" / "datasets" / "camvid.tar"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_camvid = pytest.mark.skipif(
+    not CAMVID_TAR.is_file() and R.find_camvid() is None,
+    reason="CamVid absent (../shared/datasets/camvid.tar not found and no extracted copy)",
+)
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="torch not importable: install the [train] extra")
+
+
+@pytest.fixture(scope="module")
+def camvid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    found = R.find_camvid()
+    if found is not None:
+        return found
+    return R.extract_camvid(CAMVID_TAR, tmp_path_factory.mktemp("cache") / "camvid")
+
+
+def test_camvid_class_mapping() -> None:
+    """The README's mapping, Bicyclist -> rider, unlabelled/out of range -> 255, sets start canonical."""
+    named = {c: CLASS_NAMES[R.CAMVID_LUT[i]] for i, c in enumerate(R.CAMVID_CLASSES)}
+    assert named == {
+        "Sky": "sky",
+        "Building": "building",
+        "Pole": "pole",
+        "Road": "road",
+        "Pavement": "sidewalk",
+        "Tree": "vegetation",
+        "SignSymbol": "traffic sign",
+        "Fence": "fence",
+        "Car": "car",
+        "Pedestrian": "person",
+        "Bicyclist": "rider",
+    }
+    assert R.CAMVID_LUT[R.CAMVID_UNLABELLED] == IGNORE_LABEL
+    assert (R.CAMVID_LUT[12:] == IGNORE_LABEL).all()
+    for c, members in enumerate(R.CAMVID_SETS):
+        assert members[0] == R.CAMVID_TO_TRAINID[c]
+    back = R.trainid_to_camvid()
+    assert all(back[t] != IGNORE_LABEL for t in range(NUM_CLASSES))  # every trainId folds somewhere
+    assert [int(back[t]) for t in (12, 17, 18)] == [10, 10, 10]  # rider, motorcycle, bicycle -> Bicyclist
+    sets = R.camvid_target_sets()
+    assert sets[13, [13, 14, 15, 16]].all() and sets[13].sum() == 4
+    assert (sets[11] == np.eye(NUM_CLASSES, dtype=bool)[11]).all()
+
+
+def test_cityscapes_layout(tmp_path: Path) -> None:
+    """Images + label PNGs in Cityscapes layout, labelIds mapped to trainIds."""
+    img_dir = tmp_path / "leftImg8bit" / "val" / "city"
+    lab_dir = tmp_path / "gtFine" / "val" / "city"
+    img_dir.mkdir(parents=True)
+    lab_dir.mkdir(parents=True)
+    cv2.imwrite(str(img_dir / "city_000_000019_leftImg8bit.png"), np.zeros((32, 64, 3), np.uint8))
+    lab = np.full((32, 64), 7, np.uint8)  # road
+    lab[:, :8] = 26  # car
+    lab[0, 0] = 0  # unlabeled
+    cv2.imwrite(str(lab_dir / "city_000_000019_gtFine_labelIds.png"), lab)
+    pl = R.cityscapes_pairs(tmp_path, "val", "labelIds")
+    assert len(pl) == 1
+    s = R.load_pairs(pl)
+    assert s.labels[0].dtype == np.uint8 and s.labels[0].shape == (32, 64)
+    assert s.labels[0][0, 0] == IGNORE_LABEL and s.labels[0][5, 0] == 13 and s.labels[0][5, 20] == 0
+    assert R.runtime_scale(2048, 1024) == 0.5
+
+
+def test_crop_at_scale_and_flip() -> None:
+    """Scale 1 copies the window; a flip mirrors it; outside the image labels are 255."""
+    img = np.arange(20 * 30 * 3, dtype=np.uint32).reshape(20, 30, 3).astype(np.uint8)
+    lab = (np.arange(20 * 30).reshape(20, 30) % 19).astype(np.uint8)
+    im, lb = R.crop_at_scale(img, lab, 1.0, 4, 2, 8, 10, False)
+    assert (im == img[2:10, 4:14]).all() and (lb == lab[2:10, 4:14]).all()
+    im, lb = R.crop_at_scale(img, lab, 1.0, 4, 2, 8, 10, True)
+    assert (lb == lab[2:10, 4:14][:, ::-1]).all()
+    _, lb = R.crop_at_scale(img, lab, 1.0, -5, 0, 8, 10, False)
+    assert (lb[:, :5] == IGNORE_LABEL).all()
+
+
+@needs_camvid
+def test_camvid_loader_shapes(camvid_root: Path) -> None:
+    """Split sizes of the README, RGB uint8 480x360 images, trainId labels, crops at the run-time scale."""
+    sizes = {s: len(R.camvid_pairs(camvid_root, s)) for s in ("train", "val", "test")}
+    assert sizes == {"train": 367, "val": 101, "test": 233}
+    s = R.load_pairs(R.camvid_pairs(camvid_root, "test"), limit=2)
+    assert len(s) == 2
+    assert s.images[0].shape == (360, 480, 3) and s.images[0].dtype == np.uint8
+    assert s.labels[0].shape == (360, 480) and s.labels[0].dtype == np.uint8
+    valid = set(R.CAMVID_TO_TRAINID) | {IGNORE_LABEL}
+    assert set(np.unique(s.labels[0]).tolist()) <= valid
+    xs, ys = R.real_crops(s, 3, 256, 256, np.random.default_rng(0))
+    assert xs.shape == (3, 256, 256, 3) and xs.dtype == np.uint8
+    assert ys.shape == (3, 256, 256) and ys.dtype == np.uint8
+    assert R.runtime_scale(480, 360) == pytest.approx(512 / 360)
+
+
+def test_camvid_scores_grouped_vs_strict() -> None:
+    """A truck predicted on CamVid Car pixels is right when grouped, wrong when strict."""
+    from dvs_cluster.train.realeval import camvid_confusion, camvid_scores
+
+    gt = np.array([[8, 8, 3, 11]], np.uint8)  # Car, Car, Road, Unlabelled
+    pred = np.array([[14, 13, 0, 5]], np.uint8)  # truck, car, road, pole (ignored pixel)
+    sc = camvid_scores(camvid_confusion(pred, gt))
+    assert sc["per_class_iou"]["Car"] == pytest.approx(100.0)
+    assert sc["per_class_iou"]["Road"] == pytest.approx(100.0)
+    assert sc["per_class_iou_strict"]["Car -> car"] == pytest.approx(50.0)
+    assert sc["per_class_iou"]["Sky"] is None
+
+
+def test_video_agreement_tiny_clip() -> None:
+    """A still clip: DVS equals the seg path everywhere after the key; a moving clip agrees less."""
+    from dvs_cluster.train.realeval import video_agreement
+
+    rng = np.random.default_rng(0)
+    still = rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    res = video_agreement(FakeModels(), [still] * 5, 90.0, 128, 64)
+    assert res["frames"] == 5 and res["agreement"] == pytest.approx(100.0)
+    assert res["seg_fraction"] == pytest.approx(1 / 5) and res["speedup"] > 0
+    moving = [np.roll(still, 6 * t, axis=1) for t in range(5)]
+    res = video_agreement(FakeModels(), moving, 10.0, 128, 64)  # low threshold: flow path always
+    assert res["seg_fraction"] == pytest.approx(1 / 5)
+    assert 0.0 <= res["agreement"] < 100.0 and res["agreement_min_frame"] <= res["agreement"]
+
+
+def test_card_real_sections() -> None:
+    """The card renders the CamVid and video sections only when metrics have them."""
+    from dvs_cluster.train.card import real_sections
+
+    assert real_sections({}, {}) == []
+    m = {
+        "camvid": {"split": "test", "miou": 51.0, "per_class_iou": {"Sky": 90.0}, "images": 233},
+        "video": {"video": "v.avi", "frames": 3, "agreement": 93.0, "speedup": 2.5},
+    }
+    text = "\n".join(real_sections({}, m))
+    assert "CamVid test mIoU 51.00" in text and "| Sky | 90.00 |" in text and "2.50" in text
+    assert "research use" in text
+
+
+@needs_torch
+@pytest.mark.train
+def test_set_cross_entropy_matches_ce() -> None:
+    """Identity sets give F.cross_entropy; a wider set never costs more."""
+    import torch
+    import torch.nn.functional as F
+
+    from dvs_cluster.train.camvid_train import set_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, NUM_CLASSES, 4, 5, generator=g)
+    y = torch.randint(0, NUM_CLASSES, (2, 4, 5), generator=g)
+    y[0, 0, 0] = IGNORE_LABEL
+    w = torch.rand(NUM_CLASSES, generator=g) + 0.5
+    ident = torch.from_numpy(np.stack([R.identity_sets(), R.identity_sets()]))
+    src = torch.tensor([0, 1])
+    ref = F.cross_entropy(logits, y, weight=w, ignore_index=IGNORE_LABEL)
+    got = set_cross_entropy(logits, y, src, ident, w)
+    assert float(got) == pytest.approx(float(ref), rel=1e-5)
+    wide = torch.from_numpy(np.stack([R.identity_sets(), R.camvid_target_sets()]))
+    assert float(set_cross_entropy(logits, y, src, wide, w)) <= float(got) + 1e-6
+
+
+@needs_camvid
+@needs_torch
+@pytest.mark.train
+def test_mixed_smoke_training(tmp_path: Path, camvid_root: Path) -> None:
+    """camvid-tiny: 2 steps on synthetic + CamVid, export, DN re-fit; the ONNX seg keeps the contract."""
+    pytest.importorskip("dvs_cluster.data.synthetic", reason="synthetic generator not available")
+    import onnxruntime as ort
+
+    from dvs_cluster.train.camvid_train import main
+
+    out = tmp_path / "models"
+    rc = main(
+        [
+            "--budget",
+            "camvid-tiny",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--base",
+            str(ROOT / "models"),
+            "--camvid",
+            str(camvid_root),
+            "--threads",
+            "1",
+        ]
+    )
+    assert rc == 0
+    sess = ort.InferenceSession(str(out / "seg.onnx"), providers=["CPUExecutionProvider"])
+    (lg,) = sess.run(None, {"image": np.zeros((1, 256, 512, 3), np.uint8)})
+    assert lg.shape == (1, NUM_CLASSES, 64, 128) and lg.dtype == np.float32
+    assert (out / "dn.onnx").is_file() and (out / "flow.onnx").is_file()
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["train_real"] == "camvid-train"
+
+
+def test_real_data_helpers_do_not_import_torch() -> None:
+    """datasets.py and realeval.py run on numpy/onnxruntime only (evaluation without the [train] torch)."""
+    import ast
+
+    for name in ("datasets", "realeval"):
+        tree = ast.parse((ROOT / "dvs_cluster" / "train" / f"{name}.py").read_text())
+        mods = {
+            n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        } | {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "torch" not in mods, name
