@@ -343,6 +343,14 @@ def _summary(rep: dict[str, Any]) -> str:
         "slave ms/region: "
         + " ".join(f"{k} {v:.1f}" for k, v in rep["latency_ms"]["slave"].items() if v >= 0.05),
     ]
+    lat = rep["latency_ms"]["frame"]
+    rss = rep.get("rss_mb", {})
+    lines.append(
+        "frame latency ms: "
+        + " ".join(f"{k} {v:.0f}" for k, v in lat.items() if isinstance(v, int | float) and k != "n")
+        + f"  queue bound {rep['scheduler']['max_queued_frames']} frames"
+        + (f"  master RSS {rss['master_start']:.0f} -> {rss['master_end']:.0f} MiB" if rss else "")
+    )
     if rep.get("aborted"):
         lines.append(f"ABORTED: {rep['aborted']}")
     return "\n".join(lines)
@@ -368,6 +376,7 @@ def _master_config(args: argparse.Namespace) -> Any:
         quantize=args.key_quantize,
         rate=args.rate,
         lost_s=args.lost,
+        keep_trace=bool(getattr(args, "trace", None)),
         status_period_s=args.status_period,
     )
 
@@ -427,8 +436,15 @@ def _run_master(
             frames = list(itertools.islice(source, args.frames))
         elif args.prefetch > 0:
             frames = prefetch = Prefetch(itertools.islice(source, args.frames), args.prefetch)
+        from dvs_cluster.nodes.master import rss_mb
+
+        slaves_start = {str(p.pid): rss_mb(p.pid) for p in procs}
+        node.rss_watch = {f"slave{i}": p.pid for i, p in enumerate(procs)}
         rep = node.run(frames, sinks, gt_sinks, args.frames, stop)
         rep["source"] = source.name
+        if procs:  # local slaves (`run`): their memory too
+            rep["rss_mb"]["slaves_start"] = slaves_start
+            rep["rss_mb"]["slaves_end"] = {str(p.pid): rss_mb(p.pid) for p in procs}
         for sink in sinks:  # rosbag2 output (issue 6): the report goes on /stats
             if hasattr(sink, "set_report"):
                 sink.set_report(rep)
@@ -443,7 +459,8 @@ def _run_master(
     # Files first: the summary goes to a stream that may already be closed (`| head`).
     if args.trace:
         _write_json(
-            args.trace, {"regions": node.trace, "emitted": node.emitted, "latency_ms": node.frame_latency_ms}
+            args.trace,
+            {"regions": node.trace, "emitted": node.emitted, "latency_ms": list(node.frame_latency_ms)},
         )
     if args.json:
         _write_json(args.json, rep)

@@ -92,12 +92,13 @@ class MasterConfig:
     rate: float = 0.0  # camera frame rate to emulate (frames/s); 0 = take frames as the queue has room
     lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up (0: never)
     status_period_s: float = 1.0  # master heartbeat (JSON on ``<prefix>/master/status``); 0 = off
+    keep_trace: bool = True  # per-region trace + emitted order (grow with the run: off for endless streams)
 
 
-def rss_mb() -> float:
-    """Resident memory of this process in MiB (Linux ``/proc``; 0 elsewhere): the soak's flatness check."""
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``; 0 elsewhere): the soak's flatness check."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024.0
@@ -219,7 +220,8 @@ class MasterNode:
         self.bytes_tasks = 0
         self.bytes_keys = 0
         self.bytes_results = 0
-        self.frame_latency_ms: list[float] = []
+        # The newest 100k frame latencies: a summary over hours of a live stream, in bounded memory.
+        self.frame_latency_ms: deque[float] = deque(maxlen=100_000)
         self.trace: list[dict[str, Any]] = []
         self.emitted: list[int] = []  # frame sequences in output order
         self.aborted: str | None = None
@@ -232,6 +234,11 @@ class MasterNode:
         self._next_status = 0.0
         self._started = time.perf_counter()
         self._started_unix = time.time()  # lets tests line faults (host clock) up with trace times
+        self.rss_start_mb = 0.0  # at the start of run(): the soak compares it with the end
+        # RSS samples every 5 s (master + ``rss_watch`` processes, e.g. local slaves): flat after warm-up?
+        self.rss_watch: dict[str, int] = {}
+        self.rss_samples: deque[dict[str, float]] = deque(maxlen=2000)
+        self._next_rss = 0.0
         self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=256)  # bounded memory
         warmup()
         self._handles: list[Handle] = [
@@ -354,18 +361,19 @@ class MasterNode:
             st.flow += 1
         for k, v in res.timings.as_dict().items():
             st.timings[k] += v
-        self.trace.append(
-            {
-                "sequence": res.sequence,
-                "region": res.region,
-                "slave": res.slave_id,
-                "path": path,
-                "key": res.key_sequence,
-                "score": res.score,
-                "attempt": res.attempt,
-                "t": round(time.perf_counter() - self._started, 4),  # seconds since the node started
-            }
-        )
+        if self.config.keep_trace:
+            self.trace.append(
+                {
+                    "sequence": res.sequence,
+                    "region": res.region,
+                    "slave": res.slave_id,
+                    "path": path,
+                    "key": res.key_sequence,
+                    "score": res.score,
+                    "attempt": res.attempt,
+                    "t": round(time.perf_counter() - self._started, 4),  # seconds since the node started
+                }
+            )
         if seg:
             t0 = time.perf_counter()
             assert res.logits is not None
@@ -565,7 +573,8 @@ class MasterNode:
                     sink.write(frame, back)
             self.stage_s["output"] += time.perf_counter() - t2
             self.frames_out += 1
-            self.emitted.append(seq)
+            if self.config.keep_trace:
+                self.emitted.append(seq)
             self.frame_latency_ms.append((time.perf_counter() - slot.t_in) * 1000.0)
 
     # -- main loop ----------------------------------------------------------------------------------
@@ -610,6 +619,7 @@ class MasterNode:
     ) -> dict[str, Any]:
         """Process the source through the cluster until it ends (or ``max_frames`` / ``stop``)."""
         cfg = self.config
+        self.rss_start_mb = rss_mb()
         source = iter(frames)
         source_done = False
         start = time.perf_counter()
@@ -644,6 +654,7 @@ class MasterNode:
                 break
             self._check_lost(time.perf_counter())
             self.publish_status()
+            self._sample_rss()
             if self.aborted:
                 source_done = True
                 continue
@@ -657,6 +668,16 @@ class MasterNode:
             self._pump(timeout)
         self.wall_s = time.perf_counter() - start
         return self.report()
+
+    def _sample_rss(self, period_s: float = 5.0) -> None:
+        now = time.perf_counter()
+        if now < self._next_rss:
+            return
+        self._next_rss = now + period_s
+        sample = {"t": round(now - self._started, 1), "master": round(rss_mb(), 1)}
+        for name, pid in self.rss_watch.items():
+            sample[name] = round(rss_mb(pid), 1)
+        self.rss_samples.append(sample)
 
     def _check_lost(self, now: float) -> None:
         """With no slave alive for ``lost_s`` while work is open, give the open frames up (dropped)."""
@@ -755,6 +776,7 @@ class MasterNode:
             "slave_events": [
                 {"t": round(t - self._started, 3), "slave": n, "alive": a} for t, n, a in self.slave_events
             ],
-            "rss_mb": rss_mb(),
+            "rss_mb": {"master_start": self.rss_start_mb, "master_end": rss_mb()},
+            "rss_samples": list(self.rss_samples),
             "aborted": self.aborted,
         }

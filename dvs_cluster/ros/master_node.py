@@ -131,6 +131,7 @@ class MasterRos(Node):
             affinity=p["affinity"],
             quantize=p["key_quantize"],
             status_period_s=0.0,  # the ROS node publishes ``stats`` and ``/diagnostics`` instead
+            keep_trace=False,  # a live stream runs for ever: no per-region history
         )
         self.transport = make_transport(self, p)
         self.master = MasterNode(self.transport, self.config)
