@@ -69,7 +69,13 @@ def test_liveliness_and_wildcard_subscription() -> None:
         assert _wait(lambda: (keys.alive_slave("s1"), False) in events), events
 
 
-def _run_cluster(master_t: Transport, slaves: dict[str, Transport], cluster: str, frames: int = 6) -> Any:
+def _run_cluster(
+    master_t: Transport,
+    slaves: dict[str, Transport],
+    cluster: str,
+    frames: int = 6,
+    on_ready: Callable[[], None] | None = None,
+) -> Any:
     from fake_models import FakeModels
 
     from dvs_cluster.io.sources import open_source
@@ -84,6 +90,8 @@ def _run_cluster(master_t: Transport, slaves: dict[str, Transport], cluster: str
     master = MasterNode(master_t, MasterConfig(cluster_id=cluster, width=256, height=128, timeout_s=30.0))
     try:
         assert master.wait_for_slaves(len(slaves), 30.0), f"slaves alive: {sorted(master.wm.slaves)}"
+        if on_ready is not None:
+            on_ready()
         with open_source("synthetic", 256, 128, frames=frames) as src:
             return master.run(src, max_frames=frames)
     finally:
@@ -127,3 +135,30 @@ def test_mixed_cluster_ros_and_zenoh() -> None:
     assert rep["frames_out"] == 6
     assert rep["per_slave"]["ros_slave"]["regions"] > 0, rep["per_slave"]
     assert rep["per_slave"]["zenoh_slave"]["regions"] > 0, rep["per_slave"]
+
+
+@pytest.mark.chaos
+def test_fuzz_on_ros_topics_cluster_keeps_going() -> None:
+    """Seeded garbage on every cluster topic the nodes read (raw CDR bytes): counted, nothing lost."""
+    from dvs_cluster.fuzz import fuzz_bus
+
+    keys = _cluster()
+    with (
+        _ros("master", "/t_fuzz") as mt,
+        _ros("s0", "/t_fuzz") as t0,
+        _ros("s1", "/t_fuzz") as t1,
+        _ros("fuzzer", "/t_fuzz") as ft,
+    ):
+        sent: list[int] = []
+        fuzzer = threading.Thread(
+            target=lambda: sent.append(
+                fuzz_bus(ft, keys.cluster_id, ["s0", "s1"], 600, seed=5, rate=300).total
+            ),
+            daemon=True,
+        )
+        rep = _run_cluster(mt, {"s0": t0, "s1": t1}, keys.cluster_id, frames=60, on_ready=fuzzer.start)
+        fuzzer.join(timeout=60)
+    assert sent == [600]
+    assert rep["frames_out"] + rep["frames_dropped"] == rep["frames_in"] == 60
+    assert rep["frames_out"] == 60 and rep["aborted"] is None
+    assert rep["malformed"]["master"] + rep["malformed"]["foreign"] > 0
