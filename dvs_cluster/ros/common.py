@@ -101,9 +101,13 @@ class ImageCodec:
     def to_rgb(self, msg: Any) -> UInt8Array:
         """``sensor_msgs/Image`` -> (h, w, 3) RGB."""
         if self.bridge is not None:
-            if msg.encoding not in imgmsg.INPUT_ENCODINGS:
-                raise imgmsg.ImageEncodingError(f"image encoding {msg.encoding!r} not supported")
-            return np.asarray(self.bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"), dtype=np.uint8)
+            # Same checks as without cv_bridge first (encoding, zero size, step, data length): cv_bridge
+            # answers some of them with TypeError or an empty array, and a camera callback must not die.
+            imgmsg.image_to_array(msg)
+            try:
+                return np.asarray(self.bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"), dtype=np.uint8)
+            except Exception as exc:
+                raise imgmsg.ImageEncodingError(f"cv_bridge: {exc}") from None
         return imgmsg.image_to_rgb(msg)
 
     def to_msg(self, array: UInt8Array, header: Any) -> Any:

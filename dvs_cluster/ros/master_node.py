@@ -187,19 +187,24 @@ class MasterRos(Node):
                 rgb = compressed_to_rgb(msg)
             else:
                 rgb = self.codec.to_rgb(msg)
-        except ValueError as exc:
+            h, w = rgb.shape[:2]
+            if h <= 0 or w <= 0:
+                raise ValueError(f"image of size {w}x{h}")
+            tf = self._transforms.get((w, h))
+            if tf is None:  # a size change mid-stream gets its own letterbox
+                if len(self._transforms) >= 16:  # a camera flipping sizes must not grow memory
+                    self._transforms.clear()
+                tf = self._transforms[(w, h)] = FrameTransform(
+                    w, h, self.config.width, self.config.height, self.p["resize"]
+                )
+            image = tf.forward(rgb)
+        except Exception as exc:  # never let one bad image kill the executor
             self._bad_input += 1
             self.get_logger().warning(f"dropped input image: {exc}", throttle_duration_sec=5.0)
             return
-        h, w = rgb.shape[:2]
-        tf = self._transforms.get((w, h))
-        if tf is None:
-            tf = self._transforms[(w, h)] = FrameTransform(
-                w, h, self.config.width, self.config.height, self.p["resize"]
-            )
         index = self._next_index
         self._next_index += 1
-        frame = Frame(index, tf.forward(rgb), None, stamp_seconds(msg.header.stamp), tf, rgb)
+        frame = Frame(index, image, None, stamp_seconds(msg.header.stamp), tf, rgb)
         self._headers[index] = msg.header
         try:
             self._frames.put_nowait(frame)

@@ -77,3 +77,25 @@ def test_unsupported_encoding_is_refused_by_both(encoding: str) -> None:
         imgmsg.image_to_rgb(msg)
     with pytest.raises(ValueError, match=encoding):
         ImageCodec(use_cv_bridge=True).to_rgb(msg)
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("use_cv_bridge", [True, False])
+def test_bad_camera_images_raise_encoding_error(use_cv_bridge: bool) -> None:
+    """Zero size, short data, a step too small, unsupported encodings: one error type, both converters."""
+    from sensor_msgs.msg import Image
+
+    codec = ImageCodec(use_cv_bridge)
+    bad = [
+        Image(height=0, width=0, encoding="rgb8", step=0),
+        Image(height=4, width=4, encoding="rgb8", step=12),  # no data
+        Image(height=4, width=4, encoding="rgb8", step=5),
+        Image(height=2, width=2, encoding="32FC1", step=8),
+        Image(height=2, width=2, encoding="8UC3", step=6),
+    ]
+    bad[3].data.frombytes(bytes(16))
+    bad[4].data.frombytes(bytes(12))
+    for msg in bad:
+        with pytest.raises(imgmsg.ImageEncodingError):
+            codec.to_rgb(msg)
+    assert codec.to_rgb(_msg("bgr8", 6, 9)).shape == (6, 9, 3)  # and the next good one converts
