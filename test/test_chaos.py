@@ -65,8 +65,16 @@ def test_slave_kill9_mid_run(chaos: Any) -> None:
     c.start_slave("s1")
     c.start_master("m", 100, 2, *RATE, "--timeout", "2")
     c.wait_for(lambda: c.results_of() >= 30, master="m")
-    t_fault = c.now()
-    c.slaves["s0"].kill()  # SIGKILL: no goodbye, liveliness has to notice
+    killed: list[float] = []
+
+    def kill_on_task(key: str, payload: bytes) -> None:  # the moment a task is on its way to s0
+        if not killed:
+            killed.append(c.now())
+            c.slaves["s0"].kill()  # SIGKILL: no goodbye, liveliness has to notice
+
+    c.bus.subscribe(c.keys.task("s0"), kill_on_task)
+    c.wait_for(lambda: bool(killed), timeout=30)
+    t_fault = killed[0]
     t_gone = c.wait_for(lambda: "s0" not in c.alive, timeout=30)
     rep, trace = c.finish("m")
     check_exactly_once(rep, trace)
