@@ -47,7 +47,8 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"{s_dn.get('params', '-'):,} | {sizes.get('dn.onnx', '-')} |"
     )
     add("")
-    add("- N, H, W are dynamic; H and W must be multiples of 32. Output stride 4 (logits and flow grid).")
+    add("- N, H, W are dynamic; H and W must be multiples of 32 for seg, of 64 for flow (it halves")
+    add("  its inputs first); `dvs_cluster.inference` pads by edge replication. Output stride 4.")
     add("- Normalisation is inside the graphs: (x - ImageNet mean) / std on RGB, from raw uint8 pixels.")
     add("- `flow` is backward (current -> key): content at (x, y) of the current region was at (x+dx, y+dy)")
     add("  of the key, in pixels of the H/4 x W/4 grid; apply it with `dvs_cluster.core.warp.warp`.")
