@@ -47,7 +47,9 @@ def chaos(models: Path, source: Path, tmp_path: Path) -> Iterator[Any]:
     made: list[Chaos] = []
 
     def make(**kw: Any) -> Chaos:
-        c = Chaos(models, tmp_path, source, **kw)
+        out = tmp_path / f"cluster{len(made)}"  # own report files: two clusters may both name a master "m"
+        out.mkdir()
+        c = Chaos(models, out, source, **kw)
         made.append(c)
         return c
 
@@ -293,6 +295,31 @@ def test_absurd_messages_each_have_a_defined_outcome(models: Path) -> None:
                 assert now > dropped, why
     assert master.frames_out == 0 and not master.global_keys.get(0)  # no NaN / foreign key got in
     slave.close()
+    master.close()
+
+
+def test_every_slave_suspect_is_probed_again() -> None:
+    """A task or its answer lost on the only slave: after the timeout it is tried again, not idle for ever."""
+    from dvs_cluster.fuzz import LoopbackTransport
+    from dvs_cluster.io.sources import open_source
+    from dvs_cluster.nodes.master import MasterConfig, MasterNode
+    from dvs_cluster.transport.messages import decode_task
+
+    bus = LoopbackTransport()
+    cfg = MasterConfig(cluster_id="a", width=W, height=256, timeout_s=0.05, status_period_s=0)
+    master = MasterNode(bus, cfg)
+    got: list[bytes] = []
+    bus.subscribe(master.keys.task("s0"), lambda k, p: got.append(p))  # a slave whose answers get lost
+    bus.declare_liveliness(master.keys.alive_slave("s0"))
+    with open_source("synthetic", W, 256, frames=1) as src:
+        master.submit(next(iter(src)))
+    master.poll()
+    assert len(got) == 1
+    time.sleep(0.1)
+    master.poll()
+    time.sleep(0.1)
+    master.poll()
+    assert len(got) >= 2 and decode_task(got[1]).attempt >= 1  # re-dispatched to the suspect slave
     master.close()
 
 
