@@ -99,7 +99,7 @@ class FlowSet:
 def make_flow_set(
     seeds: Sequence[int], pairs_per_seed: int, max_gap: int, rng: np.random.Generator
 ) -> FlowSet:
-    """Random (key, current) pairs, key interval 0..max_gap (a few identical pairs; cuts dropped)."""
+    """Random (key, current) pairs, key interval 0..max_gap, biased short (a few identical; cuts dropped)."""
     keys, curs, flows, valids, gaps = [], [], [], [], []
     t0 = time.time()
     for i, s in enumerate(seeds):
@@ -108,7 +108,9 @@ def make_flow_set(
         tries = 0
         while n < pairs_per_seed and tries < 4 * pairs_per_seed:
             tries += 1
-            gap = 0 if rng.random() < 0.05 else int(rng.integers(1, max_gap + 1))
+            # Half the pairs at the short intervals the runtime policy mostly sees, half over the full range.
+            top = min(5, max_gap) if rng.random() < 0.5 else max_gap
+            gap = 0 if rng.random() < 0.05 else int(rng.integers(1, top + 1))
             tk = int(rng.integers(0, 400))
             tc = tk + gap
             fk, fc = v.frame(tk), v.frame(tc)
