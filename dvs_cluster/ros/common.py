@@ -163,6 +163,8 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from dvs_cluster.transport.ros import spin
+
     rclpy.init(args=list(args) if args is not None else None)
     node = None
     executor = None
@@ -175,7 +177,7 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         try:
-            executor.spin()
+            spin(executor, node.context)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         return int(getattr(node, "exit_code", 0))

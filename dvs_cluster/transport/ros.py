@@ -341,6 +341,49 @@ class RosTransport(Transport):
             log.exception("liveliness callback for %s failed", pattern.key_expr)
 
 
+def spin(executor: Any, context: Any = None) -> None:
+    """
+    ``executor.spin()`` that survives a message rclpy cannot take.
+
+    rcl refuses a zero-length raw payload (``RCLError``: "new size of uint8_array has to be greater than
+    zero") inside the executor, and a plain ``spin()`` dies with it: one bad publisher would leave the
+    node deaf for good. Worse, rclpy's handler marks the subscription busy before the take and only
+    clears the mark after a successful one, so even a re-entered spin never serves that subscription
+    again. Such errors are logged (rate-limited), the stuck marks are cleared (:func:`_unstick`) and
+    spinning goes on; shutdown and Ctrl-C end it as before.
+    """
+    from rclpy.executors import ExternalShutdownException, ShutdownException
+
+    last_log = 0.0
+    skipped = 0
+    while context is None or context.ok():
+        try:
+            executor.spin_once(timeout_sec=0.25)
+        except (ShutdownException, ExternalShutdownException):
+            return
+        except Exception as exc:  # noqa: BLE001 - anything one message causes must not stop the node
+            skipped += 1
+            now = time.monotonic()
+            if now - last_log > 5.0:
+                log.warning("executor: skipped a message it could not take (%d so far): %s", skipped, exc)
+                last_log = now
+            _unstick(executor)
+
+
+def _unstick(executor: Any) -> None:
+    """Clear the busy marks a failed take leaves on subscriptions (rclpy Humble/Jazzy internals)."""
+    for node in executor.get_nodes():
+        for sub in node.subscriptions:
+            if getattr(sub, "_executor_event", False):
+                sub._executor_event = False
+                group = sub.callback_group
+                if getattr(group, "_active_entity", None) is sub:
+                    group.ending_execution(sub)
+    guard = getattr(executor, "_guard", None)
+    if guard is not None:
+        guard.trigger()
+
+
 def standalone(name: str = "dvs_cluster_transport", namespace: str = "", **kwargs: Any) -> RosTransport:
     """
     A transport with its own rclpy context, node and spinning thread (for code that is not a ROS node).
@@ -356,7 +399,7 @@ def standalone(name: str = "dvs_cluster_transport", namespace: str = "", **kwarg
     node = rclpy.create_node(name, namespace=namespace, context=context)
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, name=f"{name}-spin", daemon=True)
+    thread = threading.Thread(target=spin, args=(executor, context), name=f"{name}-spin", daemon=True)
     thread.start()
 
     def shutdown() -> None:

@@ -69,6 +69,23 @@ def test_liveliness_and_wildcard_subscription() -> None:
         assert _wait(lambda: (keys.alive_slave("s1"), False) in events), events
 
 
+def test_zero_length_payload_does_not_deafen_a_subscriber() -> None:
+    """rcl refuses to take an empty raw message; the subscription must keep serving after it."""
+    keys = _cluster()
+    got: list[bytes] = []
+    with _ros("listener", "/t_empty") as a, _ros("talker", "/t_empty") as b:
+        a.subscribe(keys.task("s0"), lambda k, p: got.append(bytes(p)))
+
+        def delivered(payload: bytes) -> bool:
+            b.publish(keys.task("s0"), payload)
+            return any(g.startswith(payload) for g in got)  # DDS may pad to a multiple of 4 bytes
+
+        assert _wait(lambda: delivered(b"\x00\x01\x00\x00first"))
+        for _ in range(3):
+            b.publish(keys.task("s0"), b"")  # each one fails inside rclpy's executor
+        assert _wait(lambda: delivered(b"\x00\x01\x00\x00after the empty ones")), got[-3:]
+
+
 def _run_cluster(
     master_t: Transport,
     slaves: dict[str, Transport],
