@@ -45,9 +45,7 @@ def warp(key: FloatArray, flow: FloatArray) -> FloatArray:
     parts = []
     for s in range(0, c, _CV_MAX_CHANNELS):
         chunk = np.ascontiguousarray(src[:, :, s : s + _CV_MAX_CHANNELS])
-        res = cv2.remap(
-            chunk, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
+        res = cv2.remap(chunk, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         parts.append(res.reshape(res.shape[0], res.shape[1], -1))
     return np.ascontiguousarray(np.concatenate(parts, axis=2).transpose(2, 0, 1))
 
