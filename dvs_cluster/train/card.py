@@ -82,7 +82,16 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"{training.get('threads')} threads):"
     )
     add("")
-    add(f"      {training.get('command', '-')}")
+    add("      python -m dvs_cluster.train --budget full --out models --work build/train --eval")
+    add("")
+    add("  reproduces all three from scratch (stages run in order; each loop stops at its step count or")
+    add("  wall-clock cap, whichever comes first). Stages can be retrained alone with `--stages`; the")
+    add("  commands that produced the shipped files, per stage:")
+    add("")
+    for name in ("seg", "flow", "dn"):
+        cmd = training.get("stages", {}).get(name, {}).get("command")
+        if cmd:
+            add(f"  - {name}: `{cmd}`")
     add("")
     add("| stage | train seeds | data | steps | loop (s) | stage total (s) | max abs ONNX-torch diff |")
     add("|---|---|---|---|---|---|---|")
