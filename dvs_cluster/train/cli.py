@@ -65,8 +65,8 @@ BUDGETS: dict[str, Budget] = {
         dn_cross=1,
         dn=LoopConfig(5, 8, 0, 0, 1e-3, log_every=1),
     ),
-    # The shipped models: ~70 min on 2 shared CPU cores; the loops anneal by steps or wall clock,
-    # whichever runs out first, so a slower machine takes fewer steps but the same time.
+    # The shipped models: ~60 min on 2 shared CPU cores (seg 40, flow 19, DN 2, incl. data); the loops
+    # anneal by steps or wall clock, whichever runs out first, so a slower machine takes fewer steps.
     "full": Budget(
         # Many short scenes beat a few long ones: appearance is randomised per scene.
         seg_seeds=48,
