@@ -13,6 +13,12 @@ def _f(x: Any, nd: int = 2) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def _home(text: str) -> str:
+    """Paths under the trainer's home as ``~`` (the card is read on other machines)."""
+    home = str(Path.home())
+    return text.replace(home, "~") if home not in ("", "/") else text
+
+
 def _stage(t: dict[str, Any], name: str) -> dict[str, Any]:
     out: dict[str, Any] = t.get("stages", {}).get(name, {})
     return out
@@ -226,7 +232,7 @@ def real_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str
             add(f"| {n} | {_f(v) if v is not None else 'absent'} | {sn.split(' -> ')[-1]} | {_f(sv)} |")
         add("")
         if metrics.get("real_command"):
-            add(f"Produced by `{metrics['real_command']}`.")
+            add(f"Produced by `{_home(metrics['real_command'])}`.")
             add("")
     vd = metrics.get("video")
     if vd:
@@ -238,7 +244,7 @@ def real_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str
         )
         add("|---|---|---|---|---|---|---|---|---|")
         add(
-            f"| `{vd.get('video')}` | {vd.get('frames')} | {_f(vd.get('threshold'), 1)} | "
+            f"| `{_home(str(vd.get('video')))}` | {vd.get('frames')} | {_f(vd.get('threshold'), 1)} | "
             f"{_f(vd.get('agreement'))} | {_f(vd.get('agreement_min_frame'))} | "
             f"{_f(vd.get('seg_fraction'), 3)} | "
             f"{_f(vd.get('dvs_ms_per_frame'), 1)} | {_f(vd.get('segpath_ms_per_frame'), 1)} | "
