@@ -15,5 +15,10 @@ if [[ ! -x $VENV/bin/python ]]; then
   fi
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -m pip install -q -e ".[${1:-}]" 2>&1 | grep -v '^WARNING: Location' || true
-"$VENV/bin/python" -c 'import dvs_cluster' # fail loudly if the install did not work
+SPEC="."; [[ -n ${1:-} ]] && SPEC=".[$1]"   # pip refuses an empty extras list ".[]"
+if ! "$VENV/bin/python" -m pip install -q -e "$SPEC" 2> >(grep -v '^WARNING: Location' >&2); then
+  echo "pip install -e '$SPEC' failed (see above)" >&2
+  exit 1
+fi
+# Fail loudly if the install did not work (importing from the source tree would hide it: check the script).
+[[ -x $VENV/bin/dvs-cluster ]] || { echo "install incomplete: $VENV/bin/dvs-cluster missing" >&2; exit 1; }
