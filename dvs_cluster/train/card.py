@@ -88,16 +88,20 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"{training.get('threads')} threads):"
     )
     add("")
-    add("      python -m dvs_cluster.train --budget full --out models --work build/train --eval")
+    if training.get("budget") == "full":
+        add("      python -m dvs_cluster.train --budget full --out models --work build/train --eval")
+        add("")
+        add("  reproduces all three from scratch (stages run in order; each loop stops at its step count")
+        add("  or wall-clock cap, whichever comes first). Stages can be retrained alone with `--stages`.")
+    else:
+        add(f"      {_home(str(training.get('command', '-')))}")
     add("")
-    add("  reproduces all three from scratch (stages run in order; each loop stops at its step count or")
-    add("  wall-clock cap, whichever comes first). Stages can be retrained alone with `--stages`; the")
-    add("  commands that produced the shipped files, per stage:")
+    add("  The commands that produced these files, per stage:")
     add("")
     for name in ("seg", "flow", "dn"):
         cmd = training.get("stages", {}).get(name, {}).get("command")
         if cmd:
-            add(f"  - {name}: `{cmd}`")
+            add(f"  - {name}: `{_home(cmd)}`")
     add("")
     add("| stage | train seeds | data | steps | loop (s) | stage total (s) | max abs ONNX-torch diff |")
     add("|---|---|---|---|---|---|---|")
