@@ -44,12 +44,9 @@ from dvs_cluster.core.classes import colorize, overlay
 from dvs_cluster.train import datasets as D
 
 tmp, name = Path(sys.argv[1]), sys.argv[2]
-root = D.find_camvid(None)
+root = D.camvid_root()
 if root is None:
-    tar = next((t for t in D.CAMVID_TAR_CANDIDATES if t.exists()), None)
-    if tar is None:
-        sys.exit("CamVid not found: the real-image picture needs ../shared/datasets/camvid.tar")
-    root = D.extract_camvid(tar)
+    sys.exit("CamVid not found: the real-image picture needs ../shared/datasets/camvid.tar")
 src = root / "test" / f"{name}.jpg"
 cmd = [".venv/bin/dvs-cluster", "segment", "--models", "models/camvid", "--source", str(src),
        "--save-labels", str(tmp / "real"), "-q"]

@@ -304,6 +304,20 @@ class WorkloadManager:
                 out.append(self._requeue(job))
         return out
 
+    def retry_suspects(self) -> bool:
+        """
+        When every slave is suspect and idle, trust them all again (True if it did).
+
+        Their answers (or our tasks) were lost, e.g. to a flooded or broken link; waiting for an answer
+        that cannot come would stall for ever, so the next tasks probe them.
+        """
+        slaves = self.slaves.values()
+        if not slaves or not all(sl.suspect and not sl.in_flight for sl in slaves):
+            return False
+        for sl in slaves:
+            sl.suspect = False
+        return True
+
     def next_deadline(self) -> float | None:
         """Earliest time a job in flight times out (to bound the master's wait)."""
         times = [t0 for s in self.slaves.values() for _, t0 in s.in_flight.values()]

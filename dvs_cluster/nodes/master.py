@@ -495,13 +495,8 @@ class MasterNode:
         expired = self.wm.expire(now)
         for job in expired:
             log.warning("task %d/%d timed out; re-queued", job.sequence, job.region)
-        slaves = self.wm.slaves.values()
-        if slaves and all(sl.suspect and not sl.in_flight for sl in slaves):
-            # Every slave timed out and none has work: their answers (or our tasks) were lost, e.g. to a
-            # flooded or broken link. Waiting for an answer that cannot come would stall for ever: probe.
+        if self.wm.retry_suspects():
             log.warning("every slave is suspect; trying them again")
-            for sl in slaves:
-                sl.suspect = False
         while True:
             d = self.wm.next_dispatch(now)
             self.stage_s["schedule"] += time.perf_counter() - t0

@@ -255,13 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     dev = torch.device(a.device)
     stages = {s.strip() for s in a.stages.split(",") if s.strip()}
 
-    root = R.find_camvid(None if a.camvid == "auto" else a.camvid)
+    root = R.camvid_root(None if a.camvid == "auto" else a.camvid, a.camvid_tar)
     if root is None:
-        tar = a.camvid_tar or next((p for p in R.CAMVID_TAR_CANDIDATES if p.is_file()), None)
-        if tar is None:
-            print("CamVid not found: pass --camvid DIR or --camvid-tar camvid.tar", file=sys.stderr)
-            return 2
-        root = R.extract_camvid(tar)
+        print("CamVid not found: pass --camvid DIR or --camvid-tar camvid.tar", file=sys.stderr)
+        return 2
     a.out.mkdir(parents=True, exist_ok=True)
     a.work.mkdir(parents=True, exist_ok=True)
     if a.out.resolve() != a.base.resolve():

@@ -195,6 +195,15 @@ def extract_camvid(tar: Path, cache: Path = CAMVID_CACHE) -> Path:
     return found
 
 
+def camvid_root(root: str | os.PathLike[str] | None = None, tar: Path | None = None) -> Path | None:
+    """:func:`find_camvid`, else extract ``tar`` (default: the first of CAMVID_TAR_CANDIDATES), or None."""
+    found = find_camvid(root)
+    if found is not None:
+        return found
+    tar = tar or next((p for p in CAMVID_TAR_CANDIDATES if p.is_file()), None)
+    return extract_camvid(tar) if tar is not None else None
+
+
 def camvid_pairs(root: Path, split: str) -> PairList:
     """CamVid split ``train`` | ``val`` | ``test`` from its list file (``<img> <label>`` per line)."""
     imgs, labs = [], []
