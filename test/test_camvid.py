@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import cv2
@@ -174,6 +175,51 @@ def test_set_cross_entropy_matches_ce() -> None:
 
 @needs_camvid
 @needs_torch
+def test_video_sweep_shares_the_reference() -> None:
+    """One pass, several thresholds: a threshold above every score is the seg path (100 %, no speedup)."""
+    from dvs_cluster.train.realeval import video_agreement, video_sweep
+
+    rng = np.random.default_rng(1)
+    still = rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    moving = [np.roll(still, 6 * t, axis=1) for t in range(5)]
+    low, high = video_sweep(FakeModels(), moving, [10.0, 101.0], 128, 64)
+    assert high["seg_fraction"] == pytest.approx(1.0) and high["agreement"] == pytest.approx(100.0)
+    assert low["seg_fraction"] == pytest.approx(1 / 5) and low["agreement"] < 100.0
+    assert low["segpath_ms_per_frame"] == high["segpath_ms_per_frame"]  # the shared reference
+    one = video_agreement(FakeModels(), moving, 10.0, 128, 64)
+    assert one["agreement"] == pytest.approx(low["agreement"])
+
+
+def test_camera_motion_views() -> None:
+    """A static camera sees the key (noise aside); a moving one leaves border pixels unmapped (invalid)."""
+    from dvs_cluster.train.dnset import camera_motion, camera_view
+
+    rng = np.random.default_rng(0)
+    img = cv2.resize(rng.integers(0, 255, (32, 64, 3), dtype=np.uint8), (256, 128))
+    view, valid = camera_view(img, np.eye(3, dtype=np.float32), rng, noise=0.0)
+    assert valid.min() == 255 and np.abs(view.astype(int) - img).max() <= 0.03 * 255 + 1
+    moved = [camera_motion(256, 128, 8, rng, static_share=0.0) for _ in range(5)]
+    assert all(not np.allclose(h, np.eye(3)) for h in moved)
+    shifted = np.array([[1, 0, 10], [0, 1, 0], [0, 0, 1]], np.float32)
+    _, valid = camera_view(img, shifted, rng, noise=0.0)
+    assert (valid[:, :10] == 0).all() and (valid[:, 12:] == 255).all()
+
+
+def test_real_pairs_with_the_shipped_nets() -> None:
+    """build_real on two images with the shipped ONNX nets: 4 samples per pair, targets in [0, 100]."""
+    from dvs_cluster.train.cost import session
+    from dvs_cluster.train.dnset import build_real
+
+    rng = np.random.default_rng(0)
+    imgs = [cv2.resize(rng.integers(0, 255, (45, 60, 3), dtype=np.uint8), (480, 360)) for _ in range(2)]
+    s = build_real(
+        session(ROOT / "models" / "seg.onnx", 1), session(ROOT / "models" / "flow.onnx", 1), imgs, 2, 5, rng
+    )
+    feats, targets, gaps = s.arrays()
+    assert feats.shape[0] == targets.shape[0] == 2 * 2 * 4 and feats.ndim == 4
+    assert (targets >= 0).all() and (targets <= 100).all() and ((gaps >= 1) & (gaps <= 5)).all()
+
+
 @pytest.mark.train
 def test_mixed_smoke_training(tmp_path: Path, camvid_root: Path) -> None:
     """camvid-tiny: 2 steps on synthetic + CamVid, export, DN re-fit; the ONNX seg keeps the contract."""
@@ -206,6 +252,16 @@ def test_mixed_smoke_training(tmp_path: Path, camvid_root: Path) -> None:
     assert (out / "dn.onnx").is_file() and (out / "flow.onnx").is_file()
     meta = sess.get_modelmeta().custom_metadata_map
     assert meta["train_real"] == "camvid-train"
+    info = json.loads((out / "training.json").read_text())
+    assert info["stages"]["dn"]["samples_real"] == 4 * 4  # camvid-tiny: 1 pair per image, 4 images
+    # Warm start from the checkpoint just written: steps add up, a width mismatch is refused.
+    ck = tmp_path / "work" / "seg_camvid.pt"
+    args = ["--budget", "camvid-tiny", "--out", str(tmp_path / "m2"), "--work", str(tmp_path / "w2")]
+    args += ["--base", str(out), "--camvid", str(camvid_root), "--threads", "1", "--stages", "seg"]
+    assert main([*args, "--init", str(ck), "--width", "wide"]) == 2
+    assert main([*args, "--init", str(ck)]) == 0
+    info2 = json.loads((tmp_path / "m2" / "training.json").read_text())
+    assert info2["stages"]["seg"]["warm_start"]["prior_steps"] == info["stages"]["seg"]["steps"]
 
 
 def test_real_data_helpers_do_not_import_torch() -> None:

@@ -232,6 +232,7 @@ def row_from_report(
         "breakdown": {"master": master, "slave": rep["latency_ms"]["slave"]},
         "master_overhead_ms": overhead,
         "master_overhead_ms_excl_metrics": overhead - master.get("metrics", 0.0),
+        "master_cpu_ms": rep.get("cpu_ms_per_frame", {}).get("overhead"),
         "per_slave": {
             k: {"regions": v["regions"], "seg": v["seg"], "flow": v["flow"]}
             for k, v in rep["per_slave"].items()

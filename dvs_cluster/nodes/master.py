@@ -235,6 +235,11 @@ class MasterNode:
         self._started = time.perf_counter()
         self._started_unix = time.time()  # lets tests line faults (host clock) up with trace times
         self.rss_start_mb = 0.0  # at the start of run(): the soak compares it with the end
+        # CPU seconds of the whole master process (every thread, transport I/O included) during run(),
+        # and the part of it spent making frames (source) and scoring them (metrics): the difference is
+        # the master's own cost, which wall-clock stages overstate when slaves share its core.
+        self.cpu_s = 0.0
+        self._cpu_excluded = 0.0
         # RSS samples every 5 s (master + ``rss_watch`` processes, e.g. local slaves): flat after warm-up?
         self.rss_watch: dict[str, int] = {}
         self.rss_samples: deque[dict[str, float]] = deque(maxlen=2000)
@@ -384,13 +389,14 @@ class MasterNode:
 
     def _take(self, frames: Iterator[Frame]) -> bool:
         """Read one frame from ``frames`` and submit it; False when the source is exhausted."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             frame = next(frames)
         except StopIteration:
             return False
         finally:
             self.stage_s["source"] += time.perf_counter() - t0
+            self._cpu_excluded += time.thread_time() - c0
         self.submit(frame)
         return True
 
@@ -562,9 +568,11 @@ class MasterNode:
             t1 = time.perf_counter()
             self.stage_s["assembly"] += t1 - t0
             frame = slot.frame
+            c1 = time.thread_time()
             if frame.labels is not None:
                 self.has_gt = True
                 self.confusion.update(labels, frame.labels)
+            self._cpu_excluded += time.thread_time() - c1
             t2 = time.perf_counter()
             self.stage_s["metrics"] += t2 - t1
             if sinks or gt_sinks:
@@ -624,6 +632,7 @@ class MasterNode:
         self.rss_start_mb = rss_mb()
         source = iter(frames)
         source_done = False
+        cpu0 = time.process_time()
         start = time.perf_counter()
         next_frame_at = start
         period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
@@ -669,6 +678,7 @@ class MasterNode:
                 timeout = min(timeout, next_frame_at - now)
             self._pump(timeout)
         self.wall_s = time.perf_counter() - start
+        self.cpu_s = time.process_time() - cpu0
         return self.report()
 
     def _sample_rss(self, period_s: float = 5.0) -> None:
@@ -753,6 +763,12 @@ class MasterNode:
                 # Slave: ms per region in each stage, over all slaves.
                 "slave": {k: v * 1000.0 / regions for k, v in slave_totals.items()},
                 "frame": summarize(self.frame_latency_ms),
+            },
+            # CPU ms per output frame of the master process (all threads), and without making and
+            # scoring frames: the master's overhead independent of who else runs on its core.
+            "cpu_ms_per_frame": {
+                "process": self.cpu_s * 1000.0 / out_frames,
+                "overhead": max(0.0, self.cpu_s - self._cpu_excluded) * 1000.0 / out_frames,
             },
             "slave_utilisation": (
                 slave_busy / (self.wall_s * len(self.slave_stats))

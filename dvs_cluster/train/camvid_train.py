@@ -62,6 +62,10 @@ class CamvidBudget:
     width: str  # key of SEG_WIDTHS
     seg: LoopConfig
     dn_budget: str  # DN data/loop sizes taken from cli.BUDGETS[dn_budget]
+    # Real-image DN pairs (dnset.build_real: simulated camera motion, no labels) per training image;
+    # 0 = synthetic pairs only.
+    dn_real_pairs: int = 0
+    dn_real_max_gap: int = 10
 
 
 CAMVID_BUDGETS: dict[str, CamvidBudget] = {
@@ -78,6 +82,7 @@ CAMVID_BUDGETS: dict[str, CamvidBudget] = {
         width="default",
         seg=LoopConfig(2, 2, 128, 128, 1e-3, log_every=1),
         dn_budget="tiny",
+        dn_real_pairs=1,
     ),
     # The model for issue 9: CamVid train only (val stays for model selection / honesty), 5 of 8 crops
     # real. Steps or 75 min of loop, whichever ends first (docs/CAMVID.md has the measured step rate).
@@ -93,6 +98,7 @@ CAMVID_BUDGETS: dict[str, CamvidBudget] = {
         width="default",
         seg=LoopConfig(12000, 8, 256, 256, 3e-3, max_seconds=4500),
         dn_budget="full",
+        dn_real_pairs=3,
     ),
     # Same, trained on CamVid train + val (the final model once the recipe is fixed on val).
     "camvid-trainval": CamvidBudget(
@@ -107,6 +113,7 @@ CAMVID_BUDGETS: dict[str, CamvidBudget] = {
         width="default",
         seg=LoopConfig(12000, 8, 256, 256, 3e-3, max_seconds=4500),
         dn_budget="full",
+        dn_real_pairs=3,
     ),
 }
 
@@ -181,24 +188,30 @@ def _letterboxed_region(real: R.RealSet) -> Tensor:
     return _example_region(frame[None])
 
 
-def retrain_dn(out: Path, budget: str, seed: int, threads: int) -> tuple[LoopResult, dict[str, Any]]:
-    """DN targets measured with out/seg.onnx + out/flow.onnx, DN trained and exported to out/dn.onnx."""
-    from dvs_cluster.train.cost import session
-    from dvs_cluster.train.dnset import build
+def retrain_dn(
+    out: Path, cb: CamvidBudget, real: list[np.ndarray] | None, seed: int, threads: int
+) -> tuple[LoopResult, dict[str, Any]]:
+    """
+    DN targets measured with out/seg.onnx + out/flow.onnx, DN trained and exported to out/dn.onnx.
 
-    b = BUDGETS[budget]
+    ``real``: images for the real-image pairs (``dnset.build_real``) when ``cb.dn_real_pairs`` > 0.
+    """
+    from dvs_cluster.train.cost import session
+    from dvs_cluster.train.dnset import build, build_real, merge
+
+    b = BUDGETS[cb.dn_budget]
     rng = np.random.default_rng(seed)
     seeds = list(range(D.DN_SEED0, D.DN_SEED0 + b.dn_seeds))
-    samples = build(
-        session(out / "seg.onnx", threads),
-        session(out / "flow.onnx", threads),
-        seeds,
-        b.dn_frames,
-        b.dn_gaps,
-        b.dn_max_gap,
-        b.dn_cross,
-        rng,
-    )
+    seg_s, flow_s = session(out / "seg.onnx", threads), session(out / "flow.onnx", threads)
+    samples = build(seg_s, flow_s, seeds, b.dn_frames, b.dn_gaps, b.dn_max_gap, b.dn_cross, rng)
+    n_synth = len(samples.targets)
+    n_real = 0
+    real_mean = None
+    if real and cb.dn_real_pairs > 0:
+        rs = build_real(seg_s, flow_s, real, cb.dn_real_pairs, cb.dn_real_max_gap, rng)
+        n_real, real_mean = len(rs.targets), float(np.mean(rs.targets))
+        log(f"[dn] real-image pairs: {n_real} samples, target mean {real_mean:.1f}")
+        samples = merge(samples, rs)
     feats, targets, gaps = samples.arrays()
     log(f"[dn] {len(targets)} samples, target mean {targets.mean():.1f} min {targets.min():.1f}")
     dn = DecisionNet()
@@ -213,6 +226,15 @@ def retrain_dn(out: Path, budget: str, seed: int, threads: int) -> tuple[LoopRes
         "params": param_count(dn),
         "onnx_max_abs_diff": diff,
         "samples": int(len(targets)),
+        "samples_synthetic": n_synth,
+        "samples_real": n_real,
+        "real_pairs": (
+            f"{cb.dn_real_pairs} per image of {len(real or [])} real images, simulated camera motion "
+            f"(key intervals 1..{cb.dn_real_max_gap}, 30 % static camera), no labels"
+            if n_real
+            else None
+        ),
+        "real_target_mean": None if real_mean is None else round(real_mean, 2),
         "target_mean": round(float(targets.mean()), 2),
         "target_definition": "agreement of flow path and seg net argmax at region size, "
         "pixels with GT 255 left out",
@@ -237,6 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seg-minutes", type=float, default=None, help="override the seg loop's wall-clock cap (minutes)"
     )
+    ap.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="warm start: seg weights from this checkpoint (a seg_camvid.pt of an earlier run; same width)",
+    )
+    ap.add_argument("--lr", type=float, default=None, help="override the seg loop's peak learning rate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -249,7 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     b = CAMVID_BUDGETS[a.budget]
     if a.seg_minutes is not None:
         b = replace(b, seg=replace(b.seg, max_seconds=60.0 * a.seg_minutes))
-    width = a.width or b.width
+    if a.lr is not None:
+        b = replace(b, seg=replace(b.seg, lr=a.lr))
+    init: dict[str, Any] | None = None
+    if a.init is not None:
+        if not a.init.is_file():
+            print(f"--init {a.init}: no such checkpoint", file=sys.stderr)
+            return 2
+        init = torch.load(a.init, map_location="cpu")
+        if a.width is not None and a.width != init["width"]:
+            print(f"--init {a.init} has width {init['width']!r}, --width says {a.width!r}", file=sys.stderr)
+            return 2
+    width = a.width or (init["width"] if init else b.width)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     dev = torch.device(a.device)
@@ -278,8 +318,21 @@ def main(argv: list[str] | None = None) -> int:
         real = R.load_pairs([R.camvid_pairs(root, s) for s in b.camvid_splits], b.camvid_limit)
         log(f"[data] {real.name}: {len(real)} real images; {len(synth.images)} synthetic frames")
         seg = SegNet(SEG_WIDTHS[width])
+        if init is not None:
+            seg.load_state_dict(init["state_dict"])
+            log(f"[seg] warm start from {a.init} (+{init.get('steps', '?')} earlier steps)")
         res = train_seg_mixed(seg, synth, real, b, a.seed, dev)
-        torch.save({"width": width, "state_dict": seg.state_dict()}, a.work / "seg_camvid.pt")
+        prior = int(init.get("steps", 0)) if init else 0
+        prior_s = float(init.get("loop_seconds", 0.0)) if init else 0.0
+        torch.save(
+            {
+                "width": width,
+                "state_dict": seg.state_dict(),
+                "steps": prior + res.steps,
+                "loop_seconds": prior_s + res.seconds,
+            },
+            a.work / "seg_camvid.pt",
+        )
         meta = {
             "training_command": cmd,
             "budget": a.budget,
@@ -296,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             "final_loss_ema": round(res.final_loss, 4),
             "stage_seconds": round(time.time() - t0, 1),
             "command": cmd,
+            "warm_start": None
+            if init is None
+            else {"from": str(a.init), "prior_steps": prior, "prior_loop_seconds": round(prior_s, 1)},
             "params": param_count(seg),
             "onnx_max_abs_diff": diff,
             "frames": int(len(synth.images)),
@@ -319,7 +375,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if "dn" in stages:
         t0 = time.time()
-        res, extra = retrain_dn(a.out, b.dn_budget, a.seed, a.threads)
+        real_imgs = None
+        if b.dn_real_pairs > 0:
+            rl = R.load_pairs([R.camvid_pairs(root, s) for s in b.camvid_splits], b.camvid_limit)
+            real_imgs = rl.images
+        res, extra = retrain_dn(a.out, b, real_imgs, a.seed, a.threads)
         rng_seeds = extra.pop("train_seeds")
         info["seed_ranges"] = {**info.get("seed_ranges", {}), "dn_train": rng_seeds}
         info["stages"]["dn"] = {

@@ -19,6 +19,7 @@ CLI: ``python -m dvs_cluster.train.realeval --models models --camvid auto --vide
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -188,40 +189,63 @@ def video_agreement(
     ``models`` follows ``core.processor.Models`` (e.g. ``inference.OnnxModels``). Both engines see the
     same frames; speedup = seg-path engine time / DVSNet engine time (the engines' own clocks).
     """
+    return video_sweep(models, frames, [threshold], width, height)[0]
+
+
+def video_sweep(
+    models: Any,
+    frames: Iterable[U8],
+    thresholds: list[float],
+    width: int = RUNTIME_W,
+    height: int = RUNTIME_H,
+) -> list[dict[str, Any]]:
+    """:func:`video_agreement` at several thresholds in one pass: the seg-path reference runs once."""
     from dvs_cluster.core.policy import DVSNetPolicy, SegPathPolicy
     from dvs_cluster.engine import SingleEngine
 
-    dvs = SingleEngine(models, DVSNetPolicy(threshold), width, height)
+    if not thresholds:
+        raise ValueError("no thresholds")
     ref = SingleEngine(models, SegPathPolicy(), width, height)
-    per_frame: list[float] = []
-    t_dvs = t_seg = 0.0
-    seg_steps = steps = 0
-    equal = total = 0
+    engines = [SingleEngine(models, DVSNetPolicy(th), width, height) for th in thresholds]
+    n = len(engines)
+    per_frame: list[list[float]] = [[] for _ in range(n)]
+    t_dvs = [0.0] * n
+    seg_steps = [0] * n
+    steps = [0] * n
+    equal = [0] * n
+    t_seg = 0.0
+    total = 0
     for t, img in enumerate(frames):
-        a = dvs.process(img, t)
         b = ref.process(img, t)
-        t_dvs += a.latency_ms
         t_seg += b.latency_ms
-        same = int((a.labels == b.labels).sum())
-        equal += same
-        total += a.labels.size
-        per_frame.append(same / a.labels.size * 100.0)
-        seg_steps += sum(p == "seg" for p in a.paths)
-        steps += len(a.paths)
-    if not per_frame:
+        total += b.labels.size
+        for i, eng in enumerate(engines):
+            a = eng.process(img, t)
+            t_dvs[i] += a.latency_ms
+            same = int((a.labels == b.labels).sum())
+            equal[i] += same
+            per_frame[i].append(same / a.labels.size * 100.0)
+            seg_steps[i] += sum(p == "seg" for p in a.paths)
+            steps[i] += len(a.paths)
+    if not per_frame[0]:
         raise ValueError("the video has no frames")
-    pf = np.array(per_frame)
-    return {
-        "frames": len(per_frame),
-        "threshold": threshold,
-        "agreement": equal / max(1, total) * 100.0,
-        "agreement_min_frame": float(pf.min()),
-        "agreement_p10_frame": float(np.percentile(pf, 10)),
-        "seg_fraction": seg_steps / max(1, steps),
-        "dvs_ms_per_frame": t_dvs / len(pf),
-        "segpath_ms_per_frame": t_seg / len(pf),
-        "speedup": t_seg / max(t_dvs, 1e-9),
-    }
+    out = []
+    for i, th in enumerate(thresholds):
+        pf = np.array(per_frame[i])
+        out.append(
+            {
+                "frames": len(pf),
+                "threshold": th,
+                "agreement": equal[i] / max(1, total) * 100.0,
+                "agreement_min_frame": float(pf.min()),
+                "agreement_p10_frame": float(np.percentile(pf, 10)),
+                "seg_fraction": seg_steps[i] / max(1, steps[i]),
+                "dvs_ms_per_frame": t_dvs[i] / len(pf),
+                "segpath_ms_per_frame": t_seg / len(pf),
+                "speedup": t_seg / max(t_dvs[i], 1e-9),
+            }
+        )
+    return out
 
 
 def run_video(models_dir: Path, spec: str, threshold: float | None, max_frames: int | None) -> dict[str, Any]:
@@ -253,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N images only (smoke runs)")
     ap.add_argument("--video", help="video file / image folder / camvid:SPLIT:SEQUENCE")
     ap.add_argument("--threshold", type=float, default=None, help="default: the models' default")
+    ap.add_argument(
+        "--sweep", default=None, help="comma list of thresholds: agreement/speedup at each, one pass"
+    )
+    ap.add_argument("--first-frame", type=int, default=0, help="skip the video's first N frames")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
@@ -265,7 +293,19 @@ def main(argv: list[str] | None = None) -> int:
         seg = session(a.models / "seg.onnx", a.threads)
         out["camvid"] = camvid_eval(seg, root, a.split, a.limit)
         out["camvid"].pop("confusion")
-    if a.video:
+    if a.video and a.sweep:
+        from dvs_cluster.inference import OnnxModels
+
+        ths = [float(x) for x in a.sweep.split(",") if x.strip()]
+        models = OnnxModels(a.models, intra_op_threads=a.threads)
+        frames = frames_from(a.video, None if a.max_frames is None else a.first_frame + a.max_frames)
+        out["video_sweep"] = video_sweep(models, itertools.islice(frames, a.first_frame, None), ths)
+        for r in out["video_sweep"]:
+            log(
+                f"[sweep] th {r['threshold']:g}: agreement {r['agreement']:.2f} % at {r['speedup']:.2f}x "
+                f"(seg fraction {r['seg_fraction']:.3f})"
+            )
+    elif a.video:
         out["video"] = run_video(a.models, a.video, a.threshold, a.max_frames)
     json.dump(out, sys.stdout, indent=1)
     print()
