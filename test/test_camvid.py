@@ -274,3 +274,22 @@ def test_real_data_helpers_do_not_import_torch() -> None:
             n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
         } | {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert "torch" not in mods, name
+
+
+@needs_torch
+def test_threshold_pick_and_record(tmp_path: Path) -> None:
+    """The lowest threshold reaching the target wins; it lands in dn.onnx metadata the runtime reads."""
+    import shutil
+
+    from dvs_cluster.bench import default_threshold
+    from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.train.threshold import pick, write_default
+
+    sweep = [{"threshold": t, "agreement": a} for t, a in [(90, 84.0), (95, 89.9), (96, 91.0), (97, 95.0)]]
+    assert pick(sweep, 90.0)["threshold"] == 96  # type: ignore[index]
+    assert pick(sweep, 99.0) is None
+    for f in ("seg.onnx", "flow.onnx", "dn.onnx"):
+        shutil.copy2(ROOT / "models" / f, tmp_path / f)
+    assert default_threshold(OnnxModels(tmp_path)) == 90.0
+    write_default(tmp_path / "dn.onnx", 96.0)
+    assert default_threshold(OnnxModels(tmp_path)) == 96.0

@@ -258,6 +258,20 @@ def real_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str
         add("Agreement = share of pixels where the DVS output equals the seg-path output on the same frame;")
         add("speedup = seg-path engine time / DVS engine time (1 onnxruntime thread, this machine).")
         add("")
+    ts = training.get("threshold_selection")
+    if ts:
+        sel, chk = ts["selection"], ts["check"]
+        add(
+            f"**Default DN threshold {ts['threshold']:g}** (in `dn.onnx` metadata `default_threshold`): the "
+            f"lowest of {_f(min(ts['grid']), 0)}..{_f(max(ts['grid']), 0)} reaching "
+            f"{_f(ts['target_agreement'], 0)} % agreement on frames "
+            f"{ts['selection_frames'][0]}..{ts['selection_frames'][1]} of `{_home(str(ts['video']))}` "
+            f"({_f(sel['agreement'])} % at {_f(sel['speedup'])}x there); on frames "
+            f"{ts['check_frames'][0]}..{ts['check_frames'][1]}, not used to choose: {_f(chk['agreement'])} % "
+            f"at {_f(chk['speedup'])}x (seg fraction {_f(chk['seg_fraction'], 3)}). "
+            f"Chosen by `{_home(ts['command'])}`."
+        )
+        add("")
     if cv or training.get("camvid_training"):
         add("CamVid (Brostow, Fauqueur, Cipolla 2008) is distributed for research use; a seg net")
         add("trained on it inherits those terms.")
