@@ -24,8 +24,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-slaves", type=_positive_int, default=16, help="largest cluster tried (default 16)")
     p.add_argument(
         "--variants",
-        default="default,pipe2+aff,pipe2+aff+f16",
-        help="scheduler variants to try: default, pipe2+aff, pipe2+aff+f16 (comma-separated)",
+        default="default,pipe2+aff,pipe2+aff+f16,pipe2+aff+u8+fwd2",
+        help="scheduler variants to try (comma-separated; default: all of "
+        "default, pipe2+aff, pipe2+aff+f16, pipe2+aff+u8+fwd2)",
     )
     p.add_argument(
         "--calibration", metavar="FILE", help="calibration.npz (default: docs/bench/calibration.npz)"

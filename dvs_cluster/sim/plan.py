@@ -19,15 +19,18 @@ from dvs_cluster.sim.oracle import TableOracle
 from dvs_cluster.sim.profiles import load_board, load_network
 
 ENV_CALIBRATION = "DVS_CLUSTER_CALIBRATION"
+#: Scheduler/transport options the planner (and the bench's board predictions) try per N; a planner
+#: picks the fastest per N. Each has been run for real in the bench (docs/bench/bench.json).
+OPTIMISED: dict[str, Any] = {"max_in_flight": 2, "affinity": True}
+F16: dict[str, Any] = {"key_quantize": "float16", "result_quantize": "float16"}
+#: uint8 keys and results, and a slave's local key counts as fresh up to 2 frames: fewer and smaller
+#: forwarded keys, which are what saturates a 1 Gbit/s master link from 1+5 on.
+U8_FWD2: dict[str, Any] = {"key_quantize": "uint8", "result_quantize": "uint8", "forward_threshold": 2}
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
-    "pipe2+aff": {"max_in_flight": 2, "affinity": True},
-    "pipe2+aff+f16": {
-        "max_in_flight": 2,
-        "affinity": True,
-        "key_quantize": "float16",
-        "result_quantize": "float16",
-    },
+    "pipe2+aff": OPTIMISED,
+    "pipe2+aff+f16": {**OPTIMISED, **F16},
+    "pipe2+aff+u8+fwd2": {**OPTIMISED, **U8_FWD2},
 }
 
 
@@ -71,7 +74,7 @@ def plan(
     board: Board | None = None,
     network: Network | None = None,
     max_slaves: int = 16,
-    variants: tuple[str, ...] = ("default", "pipe2+aff", "pipe2+aff+f16"),
+    variants: tuple[str, ...] = tuple(VARIANTS),
 ) -> dict[str, Any]:
     """Simulate 1+1..1+max_slaves for each variant; the fewest slaves reaching ``target_fps``."""
     w = width or cal.costs.width

@@ -32,15 +32,14 @@ from dvs_cluster.sim.des import (
     simulate_single,
 )
 from dvs_cluster.sim.oracle import ModelOracle, Oracle, pinned
+from dvs_cluster.sim.plan import F16, OPTIMISED, U8_FWD2, VARIANTS
 from dvs_cluster.sim.profiles import load_board, load_network
 
 #: Validation target of the issue: predicted fps within this fraction of the measured fps.
 FPS_TOLERANCE = 0.15
 #: Board predictions: 1+1 .. 1+PREDICT_MAX, default options and the scaling fixes together.
 PREDICT_MAX = 6
-OPTIMISED: dict[str, Any] = {"max_in_flight": 2, "affinity": True}
 #: Scaling options switched one at a time (simulated 1+4 on 1 Gbit/s).
-F16: dict[str, Any] = {"key_quantize": "float16", "result_quantize": "float16"}
 TOGGLES: list[tuple[str, dict[str, Any]]] = [
     ("paper: flow results carry logits", {"flow_logits": True}),
     ("default (labels on the flow path)", {}),
@@ -54,13 +53,10 @@ TOGGLES: list[tuple[str, dict[str, Any]]] = [
     ("+ results uint8", {"result_quantize": "uint8"}),
     ("queue of 2 frames", {"queue": 2}),
     ("all: pipe2 + aff + float16 keys/results", {**OPTIMISED, **F16}),
+    ("all: pipe2 + aff + uint8 keys/results + forward 2+", {**OPTIMISED, **U8_FWD2}),
 ]
-#: Board-prediction variants; ``best`` is the fastest of them per N (what a planner would pick).
-BOARD_VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "pipe2+aff": OPTIMISED,
-    "pipe2+aff+f16": {**OPTIMISED, **F16},
-}
+#: Board-prediction variants (the planner's); ``best`` is the fastest of them per N.
+BOARD_VARIANTS = VARIANTS
 
 
 def install() -> None:
