@@ -416,7 +416,7 @@ def run_bench(
         options=vars(args),
     )
     if args.threshold is None:
-        ctx.threshold = default_threshold(ctx.models)
+        ctx.threshold = default_threshold(ctx.models, synthetic=is_synthetic(ctx.source))
     rows = []
     for name in names:
         print(f"running {canonical_name(name)} on {len(frames)} frames ...", file=sys.stderr, flush=True)
@@ -454,11 +454,37 @@ def run_bench(
     return report
 
 
-def default_threshold(models: Any) -> float:
-    """The DN threshold recorded in the model metadata (``default_threshold``), else DVSNet's 90."""
+#: Threshold sentinels for "the slave's model default" (MasterConfig, RegionTask.threshold): for real
+#: cameras and videos, or for the synthetic video (the master knows its source, the slave its models).
+MODEL_DEFAULT = -1.0
+MODEL_DEFAULT_SYNTHETIC = -2.0
+
+
+def is_synthetic(spec: str | None) -> bool:
+    """Whether a ``--source`` spec is the procedural video (the default when none is given)."""
+    s = (spec or "synthetic").strip()
+    return s == "synthetic" or s.startswith("synthetic:")
+
+
+def default_threshold(models: Any, synthetic: bool = False) -> float:
+    """
+    The DN threshold a model set records in ``dn.onnx`` metadata, else DVSNet's 90.
+
+    ``default_threshold`` is for real cameras and videos (what a robot gets); ``synthetic_threshold``,
+    when present, for the procedural video the DN was fitted on. They differ because the DN, trained on
+    synthetic pairs, over-predicts the flow path's agreement on real video (``train/threshold.py``).
+    """
     meta = getattr(models, "metadata", {}) or {}
-    raw = meta.get("dn", {}).get("default_threshold") if isinstance(meta, dict) else None
+    dn = meta.get("dn", {}) if isinstance(meta, dict) else {}
+    raw = (dn.get("synthetic_threshold") if synthetic else None) or dn.get("default_threshold")
     try:
         return float(raw) if raw is not None else 90.0
     except ValueError:
         return 90.0
+
+
+def resolve_threshold(models: Any, value: float) -> float:
+    """A task's threshold: itself when >= 0, else the model default its sentinel names."""
+    if value >= 0:
+        return value
+    return default_threshold(models, synthetic=value == MODEL_DEFAULT_SYNTHETIC)

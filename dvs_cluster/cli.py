@@ -133,7 +133,7 @@ def make_models_factory(args: argparse.Namespace) -> Any:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Run Single over a source and write the requested outputs."""
-    from dvs_cluster.bench import default_threshold
+    from dvs_cluster.bench import default_threshold, is_synthetic
     from dvs_cluster.core.policy import make_policy
     from dvs_cluster.engine import Progress, SingleEngine
     from dvs_cluster.io.sinks import PngSink, Sink, VideoSink, write_json
@@ -146,7 +146,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     gt_dir = args.save_gt or (out / "gt" if out else None)
 
     models = make_models_factory(args)()
-    threshold = args.threshold if args.threshold is not None else default_threshold(models)
+    synthetic = is_synthetic(args.source)
+    threshold = args.threshold if args.threshold is not None else default_threshold(models, synthetic)
     try:
         policy = make_policy(args.policy, threshold=threshold)
     except ValueError as e:

@@ -281,7 +281,7 @@ def test_threshold_pick_and_record(tmp_path: Path) -> None:
     """The lowest threshold reaching the target wins; it lands in dn.onnx metadata the runtime reads."""
     import shutil
 
-    from dvs_cluster.bench import default_threshold
+    from dvs_cluster.bench import default_threshold, resolve_threshold
     from dvs_cluster.inference import OnnxModels
     from dvs_cluster.train.threshold import pick, write_default
 
@@ -291,5 +291,8 @@ def test_threshold_pick_and_record(tmp_path: Path) -> None:
     for f in ("seg.onnx", "flow.onnx", "dn.onnx"):
         shutil.copy2(ROOT / "models" / f, tmp_path / f)
     assert default_threshold(OnnxModels(tmp_path)) == 90.0
-    write_default(tmp_path / "dn.onnx", 96.0)
-    assert default_threshold(OnnxModels(tmp_path)) == 96.0
+    write_default(tmp_path / "dn.onnx", 96.0, synthetic=90.0)
+    models = OnnxModels(tmp_path)
+    assert default_threshold(models) == 96.0 and default_threshold(models, synthetic=True) == 90.0
+    assert resolve_threshold(models, -1.0) == 96.0 and resolve_threshold(models, -2.0) == 90.0
+    assert resolve_threshold(models, 42.0) == 42.0

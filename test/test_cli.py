@@ -140,3 +140,15 @@ def test_parse_configs() -> None:
     with pytest.raises(bench.BenchError):
         bench.parse_configs("fixed0")
     assert isinstance(argparse.ArgumentParser(), argparse.ArgumentParser)
+
+
+def test_master_leaves_the_threshold_to_the_models_per_source() -> None:
+    """No --threshold: the synthetic source asks for the synthetic default, any other for the real one."""
+    from dvs_cluster.bench import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC
+    from dvs_cluster.cli import build_parser
+    from dvs_cluster.nodes.cli import _master_config
+
+    p = build_parser()
+    assert _master_config(p.parse_args(["master"])).threshold == MODEL_DEFAULT_SYNTHETIC
+    assert _master_config(p.parse_args(["master", "--source", "drive.mp4"])).threshold == MODEL_DEFAULT
+    assert _master_config(p.parse_args(["master", "--threshold", "80"])).threshold == 80.0

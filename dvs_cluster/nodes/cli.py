@@ -357,8 +357,10 @@ def _summary(rep: dict[str, Any]) -> str:
 
 
 def _master_config(args: argparse.Namespace) -> Any:
+    from dvs_cluster.bench import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC, is_synthetic
     from dvs_cluster.nodes.master import MasterConfig
 
+    model_default = MODEL_DEFAULT_SYNTHETIC if is_synthetic(args.source) else MODEL_DEFAULT
     return MasterConfig(
         cluster_id=args.cluster,
         width=args.width,
@@ -367,7 +369,7 @@ def _master_config(args: argparse.Namespace) -> Any:
         cols=args.cols,
         overlap=args.overlap,
         policy=args.policy,
-        threshold=-1.0 if args.threshold is None else args.threshold,
+        threshold=model_default if args.threshold is None else args.threshold,
         max_in_flight=args.max_in_flight,
         max_queued_frames=args.queue,
         timeout_s=args.timeout,

@@ -82,7 +82,9 @@ class MasterConfig:
     cols: int = 2
     overlap: int = 0
     policy: str = "dvsnet"
-    threshold: float = -1.0  # DN threshold; negative = each slave's model default (model card, else 90)
+    # DN threshold; negative = each slave's model default (bench.MODEL_DEFAULT: for real cameras,
+    # bench.MODEL_DEFAULT_SYNTHETIC: for the synthetic video; model card, else 90)
+    threshold: float = -1.0
     max_in_flight: int = 1  # tasks in flight per slave
     max_queued_frames: int = 4
     timeout_s: float = 10.0  # a task unanswered this long is re-dispatched
@@ -777,7 +779,9 @@ class MasterNode:
             ),
             "scheduler": {
                 "policy": self.config.policy,
-                "threshold": self.config.threshold if self.config.threshold >= 0 else "model default",
+                "threshold": self.config.threshold
+                if self.config.threshold >= 0
+                else "model default" + (" (synthetic)" if self.config.threshold == -2.0 else ""),
                 "max_in_flight": wm.max_in_flight,
                 "max_queued_frames": wm.max_queued_frames,
                 "forward_threshold": wm.forward_threshold,

@@ -230,10 +230,10 @@ class SlaveNode:
         return result
 
     def _processor(self, policy: str, threshold: float) -> RegionProcessor:
-        if threshold < 0:  # the master leaves the threshold to the model card
-            from dvs_cluster.bench import default_threshold
+        if threshold < 0:  # the master leaves the threshold to the model card (real or synthetic)
+            from dvs_cluster.bench import resolve_threshold
 
-            threshold = default_threshold(self.models)
+            threshold = resolve_threshold(self.models, threshold)
         spec = (policy or "dvsnet", float(threshold))
         proc = self._processors.get(spec)
         if proc is None:

@@ -7,8 +7,9 @@ threshold that meets an agreement target on real video. Honest selection: the th
 the first ``--select`` frames of the video only (one pass over a grid of thresholds,
 ``realeval.video_sweep``) and then measured on the frames after them, which played no part in the
 choice. The chosen value goes into ``dn.onnx`` metadata (``default_threshold``, read by
-``bench.default_threshold`` everywhere a threshold is not given) and into ``training.json``
-(``threshold_selection``), which the model card shows.
+``bench.default_threshold`` for every real source when no threshold is given; the synthetic source
+keeps ``synthetic_threshold``, ``--synthetic``) and into ``training.json`` (``threshold_selection``),
+which the model card shows.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ def pick(sweep: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
     return min(ok, key=lambda r: r["threshold"]) if ok else None
 
 
-def write_default(dn_path: Path, threshold: float) -> None:
-    """Set ``default_threshold`` in the DN's ONNX metadata (other entries and the graph unchanged)."""
+def write_default(dn_path: Path, threshold: float, synthetic: float | None = None) -> None:
+    """
+    Set ``default_threshold`` (real video) and optionally ``synthetic_threshold`` in the DN's metadata.
+
+    Other entries and the graph stay as they are.
+    """
     proto = onnx.load(str(dn_path))
     props = {p.key: p.value for p in proto.metadata_props}
     props["default_threshold"] = f"{threshold:g}"
+    if synthetic is not None:
+        props["synthetic_threshold"] = f"{synthetic:g}"
     del proto.metadata_props[:]
     for k, v in props.items():
         entry = proto.metadata_props.add()
@@ -57,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--select", type=int, default=400, help="frames used to choose (the rest check)")
     ap.add_argument("--check-frames", type=int, default=None, help="frames checked after the selection")
     ap.add_argument("--grid", default=",".join(f"{t:g}" for t in GRID), help="thresholds tried")
+    ap.add_argument(
+        "--synthetic",
+        type=float,
+        default=90.0,
+        help="threshold recorded for the synthetic source (synthetic_threshold; default DVSNet's 90, "
+        "where the README's sweep puts it)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
     a = ap.parse_args(argv)
     grid = [float(x) for x in a.grid.split(",") if x.strip()]
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     record = {
         "threshold": th,
+        "synthetic_threshold": a.synthetic,
         "target_agreement": a.target,
         "video": a.video,
         "selection_frames": [0, a.select - 1],
@@ -92,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     if not a.dry_run:
-        write_default(a.models / "dn.onnx", th)
+        write_default(a.models / "dn.onnx", th, a.synthetic)
         info_path = a.models / "training.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         info["threshold_selection"] = record
