@@ -67,6 +67,8 @@ class CamvidBudget:
     # agreement (docs/CAMVID.md), so --dn-real-pairs N is an experiment switch.
     dn_real_pairs: int = 0
     dn_real_max_gap: int = 10
+    dn_seeds: int | None = None  # override of the DN budget's synthetic sequences
+    dn_steps: int | None = None  # and of its loop steps
 
 
 CAMVID_BUDGETS: dict[str, CamvidBudget] = {
@@ -199,6 +201,10 @@ def retrain_dn(
     from dvs_cluster.train.dnset import build, build_real, merge
 
     b = BUDGETS[cb.dn_budget]
+    if cb.dn_seeds is not None:
+        b = replace(b, dn_seeds=cb.dn_seeds)
+    if cb.dn_steps is not None:
+        b = replace(b, dn=replace(b.dn, steps=cb.dn_steps))
     rng = np.random.default_rng(seed)
     seeds = list(range(D.DN_SEED0, D.DN_SEED0 + b.dn_seeds))
     seg_s, flow_s = session(out / "seg.onnx", threads), session(out / "flow.onnx", threads)
@@ -271,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="DN pairs per real training image under simulated camera motion (default: the budget's)",
     )
+    ap.add_argument("--dn-seeds", type=int, default=None, help="synthetic sequences for the DN data")
+    ap.add_argument("--dn-steps", type=int, default=None, help="DN training steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -287,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         b = replace(b, seg=replace(b.seg, lr=a.lr))
     if a.dn_real_pairs is not None:
         b = replace(b, dn_real_pairs=a.dn_real_pairs)
+    if a.dn_seeds is not None or a.dn_steps is not None:
+        b = replace(b, dn_seeds=a.dn_seeds, dn_steps=a.dn_steps)
     init: dict[str, Any] | None = None
     if a.init is not None:
         if not a.init.is_file():
@@ -337,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 "state_dict": seg.state_dict(),
                 "steps": prior + res.steps,
                 "loop_seconds": prior_s + res.seconds,
+                "commands": [*(init.get("commands", []) if init else []), cmd],
             },
             a.work / "seg_camvid.pt",
         )
@@ -358,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
             "command": cmd,
             "warm_start": None
             if init is None
-            else {"from": str(a.init), "prior_steps": prior, "prior_loop_seconds": round(prior_s, 1)},
+            else {
+                "from": str(a.init),
+                "prior_steps": prior,
+                "prior_loop_seconds": round(prior_s, 1),
+                "prior_commands": list(init.get("commands", [])),
+            },
             "params": param_count(seg),
             "onnx_max_abs_diff": diff,
             "frames": int(len(synth.images)),

@@ -125,8 +125,27 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
             f"{st.get('loop_seconds', '-')} | {st.get('stage_seconds', '-')} | {diff} |"
         )
     total = sum(float(st.get("stage_seconds", 0.0)) for st in (s_seg, s_flow, s_dn))
+    ws = s_seg.get("warm_start")
     add("")
-    add(f"Training wall time (sum of stages, incl. data generation and export): {total / 60:.1f} min.")
+    if ws:
+        prior = float(ws.get("prior_loop_seconds", 0.0))
+        add(
+            f"The seg stage continued an earlier run ({ws.get('prior_steps')} steps, "
+            f"{prior / 60:.1f} min of loop) from its checkpoint `{_home(str(ws.get('from')))}`"
+            + (
+                ": " + "; then ".join(f"`{_home(c)}`" for c in ws.get("prior_commands", []))
+                if ws.get("prior_commands")
+                else ""
+            )
+            + "."
+        )
+        total += prior
+        add(
+            f"Training wall time (sum of stages incl. the earlier seg run's loop, data generation and "
+            f"export): {total / 60:.1f} min."
+        )
+    else:
+        add(f"Training wall time (sum of stages, incl. data generation and export): {total / 60:.1f} min.")
     add(
         f"Losses: seg class-weighted CE, flow multi-scale masked EPE, DN MSE. Held-out eval seeds start at "
         f"{sr.get('eval_from', '-')} (never used in training)."
