@@ -18,7 +18,6 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/models", glob("models/*.onnx") + glob("models/*.md")),
-        ("share/" + package_name + "/models/camvid", glob("models/camvid/*.onnx") + glob("models/camvid/*.md")),
         ("share/" + package_name + "/msg", glob("msg/*.msg")),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),

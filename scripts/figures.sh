@@ -30,7 +30,7 @@ print("wrote docs/images/demo.png from", name)
 PY
 
 # The real-image picture: a CamVid test frame (../shared/datasets/camvid.tar, extracted to the user cache
-# by the training code) through `--models models/camvid`: input | DVS overlay | CamVid labels as trainIds.
+# by the training code) through `--models models`: input | DVS overlay | CamVid labels as trainIds.
 REAL=${REAL:-Seq05VD_f01110}
 .venv/bin/python - "$tmp" "$REAL" <<'PY'
 import subprocess
@@ -48,7 +48,7 @@ root = D.camvid_root()
 if root is None:
     sys.exit("CamVid not found: the real-image picture needs ../shared/datasets/camvid.tar")
 src = root / "test" / f"{name}.jpg"
-cmd = [".venv/bin/dvs-cluster", "segment", "--models", "models/camvid", "--source", str(src),
+cmd = [".venv/bin/dvs-cluster", "segment", "--models", "models", "--source", str(src),
        "--save-labels", str(tmp / "real"), "-q"]
 subprocess.run(cmd, check=True)
 labels = cv2.imread(str(next((tmp / "real").iterdir())), cv2.IMREAD_UNCHANGED)

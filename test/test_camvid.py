@@ -290,7 +290,6 @@ def test_threshold_pick_and_record(tmp_path: Path) -> None:
     assert pick(sweep, 99.0) is None
     for f in ("seg.onnx", "flow.onnx", "dn.onnx"):
         shutil.copy2(ROOT / "models" / f, tmp_path / f)
-    assert default_threshold(OnnxModels(tmp_path)) == 90.0
     write_default(tmp_path / "dn.onnx", 96.0, synthetic=90.0)
     models = OnnxModels(tmp_path)
     assert default_threshold(models) == 96.0 and default_threshold(models, synthetic=True) == 90.0

@@ -190,7 +190,7 @@ def _letterboxed_region(real: R.RealSet) -> Tensor:
 
 
 def retrain_dn(
-    out: Path, cb: CamvidBudget, real: list[np.ndarray] | None, seed: int, threads: int
+    out: Path, cb: CamvidBudget, real: list[np.ndarray] | None, seed: int, threads: int, cmd: str = ""
 ) -> tuple[LoopResult, dict[str, Any]]:
     """
     DN targets measured with out/seg.onnx + out/flow.onnx, DN trained and exported to out/dn.onnx.
@@ -222,6 +222,7 @@ def retrain_dn(
     dn = DecisionNet()
     res = train_dn(dn, feats, targets, b.dn, seed)
     meta = {
+        "training_command": cmd,
         "train_seeds": f"{seeds[0]}-{seeds[-1]}",
         "steps": str(res.steps),
         "score": "predicted % of region pixels where the flow path agrees with the seg net (0..100)",
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         if b.dn_real_pairs > 0:
             rl = R.load_pairs([R.camvid_pairs(root, s) for s in b.camvid_splits], b.camvid_limit)
             real_imgs = rl.images
-        res, extra = retrain_dn(a.out, b, real_imgs, a.seed, a.threads)
+        res, extra = retrain_dn(a.out, b, real_imgs, a.seed, a.threads, cmd)
         rng_seeds = extra.pop("train_seeds")
         info["seed_ranges"] = {**info.get("seed_ranges", {}), "dn_train": rng_seeds}
         info["stages"]["dn"] = {

@@ -83,7 +83,7 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     add("")
     sr = training.get("seed_ranges", {})
     add(
-        f"- Command (budget `{training.get('budget')}`, torch {training.get('torch')}, "
+        f"- Commands (budget `{training.get('budget')}`, torch {training.get('torch')}, "
         f"{training.get('device')}, "
         f"{training.get('threads')} threads):"
     )
@@ -93,6 +93,20 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         add("")
         add("  reproduces all three from scratch (stages run in order; each loop stops at its step count")
         add("  or wall-clock cap, whichever comes first). Stages can be retrained alone with `--stages`.")
+    elif training.get("camvid_training"):
+        stages = training.get("stages", {})
+        ws = stages.get("seg", {}).get("warm_start") or {}
+        chain = [
+            "python -m dvs_cluster.train --budget full --out models --work build/train --eval",
+            *ws.get("prior_commands", []),
+            stages.get("seg", {}).get("command"),
+            stages.get("dn", {}).get("command"),
+            (training.get("threshold_selection") or {}).get("command"),
+        ]
+        add("  From scratch, in this order (the synthetic models first: the flow net stays theirs):")
+        add("")
+        for c in (c for c in chain if c):
+            add(f"      {_home(str(c))}")
     else:
         add(f"      {_home(str(training.get('command', '-')))}")
     add("")
@@ -288,6 +302,8 @@ def real_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str
             f"({_f(sel['agreement'])} % at {_f(sel['speedup'])}x there); on frames "
             f"{ts['check_frames'][0]}..{ts['check_frames'][1]}, not used to choose: {_f(chk['agreement'])} % "
             f"at {_f(chk['speedup'])}x (seg fraction {_f(chk['seg_fraction'], 3)}). "
+            f"The synthetic source keeps `synthetic_threshold` {_f(ts.get('synthetic_threshold'), 0)} "
+            "(the DN is fitted on synthetic pairs, where its scores are calibrated). "
             f"Chosen by `{_home(ts['command'])}`."
         )
         add("")

@@ -41,16 +41,22 @@ def write_default(dn_path: Path, threshold: float, synthetic: float | None = Non
 
     Other entries and the graph stay as they are.
     """
-    proto = onnx.load(str(dn_path))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props["default_threshold"] = f"{threshold:g}"
+    entries = {"default_threshold": f"{threshold:g}"}
     if synthetic is not None:
-        props["synthetic_threshold"] = f"{synthetic:g}"
+        entries["synthetic_threshold"] = f"{synthetic:g}"
+    set_metadata(dn_path, entries)
+
+
+def set_metadata(path: Path, entries: dict[str, str]) -> None:
+    """Add or replace ONNX metadata entries of ``path`` in place (graph and other entries unchanged)."""
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props.update(entries)
     del proto.metadata_props[:]
     for k, v in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    onnx.save(proto, str(dn_path))
+    onnx.save(proto, str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
