@@ -233,6 +233,8 @@ def row_from_report(
         "master_overhead_ms": overhead,
         "master_overhead_ms_excl_metrics": overhead - master.get("metrics", 0.0),
         "master_cpu_ms": rep.get("cpu_ms_per_frame", {}).get("overhead"),
+        "master_cpu_ms_process": rep.get("cpu_ms_per_frame", {}).get("process"),
+        "master_cpu_ms_main_thread": rep.get("cpu_ms_per_frame", {}).get("main_thread"),
         "per_slave": {
             k: {"regions": v["regions"], "seg": v["seg"], "flow": v["flow"]}
             for k, v in rep["per_slave"].items()

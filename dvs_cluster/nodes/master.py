@@ -241,6 +241,7 @@ class MasterNode:
         # and the part of it spent making frames (source) and scoring them (metrics): the difference is
         # the master's own cost, which wall-clock stages overstate when slaves share its core.
         self.cpu_s = 0.0
+        self.cpu_main_s = 0.0  # of which the node's own thread (the rest: transport I/O threads)
         self._cpu_excluded = 0.0
         # RSS samples every 5 s (master + ``rss_watch`` processes, e.g. local slaves): flat after warm-up?
         self.rss_watch: dict[str, int] = {}
@@ -634,7 +635,7 @@ class MasterNode:
         self.rss_start_mb = rss_mb()
         source = iter(frames)
         source_done = False
-        cpu0 = time.process_time()
+        cpu0, main0 = time.process_time(), time.thread_time()
         start = time.perf_counter()
         next_frame_at = start
         period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
@@ -681,6 +682,7 @@ class MasterNode:
             self._pump(timeout)
         self.wall_s = time.perf_counter() - start
         self.cpu_s = time.process_time() - cpu0
+        self.cpu_main_s = time.thread_time() - main0
         return self.report()
 
     def _sample_rss(self, period_s: float = 5.0) -> None:
@@ -770,6 +772,7 @@ class MasterNode:
             # scoring frames: the master's overhead independent of who else runs on its core.
             "cpu_ms_per_frame": {
                 "process": self.cpu_s * 1000.0 / out_frames,
+                "main_thread": self.cpu_main_s * 1000.0 / out_frames,
                 "overhead": max(0.0, self.cpu_s - self._cpu_excluded) * 1000.0 / out_frames,
             },
             "slave_utilisation": (

@@ -340,6 +340,15 @@ def _checks(
             + ", ".join(f"{n} {c:.2f}" for n, c in cpus)
             + f" ms (max {worst:.2f}; target ≤ 2 ms: {'yes' if worst <= 2.0 else 'NO'})"
         )
+        r0 = next((r for r in cl if r.get("master_cpu_ms_main_thread") is not None), None)
+        if r0 is not None:
+            transport = r0["master_cpu_ms_process"] - r0["master_cpu_ms_main_thread"]
+            node = r0["master_cpu_ms"] - transport
+            out.append(
+                f"- where the master CPU of {r0['name']} goes: node thread {node:.2f} ms (split, schedule, "
+                "(de)serialise, publish, assemble; scoring left out), "
+                f"transport I/O threads {transport:.2f} ms"
+            )
     for logit in (r for r in cl if r["options"]["flow_logits"]):
         plain = f"1+{logit['slaves']}"
         base = next((r for r in cl if r["name"] == plain), None)
