@@ -57,14 +57,14 @@ def run_cluster(models: Path, out: Path, slaves: int, *extra: str) -> tuple[dict
 
 
 def single_reference(models: Path, frames: int, threshold: float | None, overlap: int = 0) -> Any:
-    """Single's per-frame outcomes on the same frames (same models and threshold)."""
+    """Single's per-frame outcomes on the same frames (same models and threshold: the synthetic default)."""
     from dvs_cluster.bench import default_threshold
     from dvs_cluster.engine import SingleEngine
     from dvs_cluster.inference import OnnxModels
     from dvs_cluster.io.sources import open_source
 
     m = OnnxModels(models, intra_op_threads=1)
-    th = default_threshold(m) if threshold is None else threshold
+    th = default_threshold(m, synthetic=True) if threshold is None else threshold
     engine = SingleEngine(m, make_policy("dvsnet", th), W, H, overlap=overlap)
     with open_source("synthetic", W, H, frames=frames) as src:
         return m, th, [(f, engine.process(f.image, f.index)) for f in src]
