@@ -30,7 +30,7 @@ from typing import Any
 
 from dvs_cluster.core.policy import DecisionPolicy, DVSNetPolicy, FixedIntervalPolicy, SegPathPolicy
 from dvs_cluster.engine import RunStats, SingleEngine
-from dvs_cluster.io.sources import Frame, open_source
+from dvs_cluster.io.sources import Frame, is_synthetic, open_source
 
 
 class BenchError(RuntimeError):
@@ -458,12 +458,6 @@ def run_bench(
 #: cameras and videos, or for the synthetic video (the master knows its source, the slave its models).
 MODEL_DEFAULT = -1.0
 MODEL_DEFAULT_SYNTHETIC = -2.0
-
-
-def is_synthetic(spec: str | None) -> bool:
-    """Whether a ``--source`` spec is the procedural video (the default when none is given)."""
-    s = (spec or "synthetic").strip()
-    return s == "synthetic" or s.startswith("synthetic:")
 
 
 def default_threshold(models: Any, synthetic: bool = False) -> float:

@@ -133,11 +133,11 @@ def make_models_factory(args: argparse.Namespace) -> Any:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Run Single over a source and write the requested outputs."""
-    from dvs_cluster.bench import default_threshold, is_synthetic
+    from dvs_cluster.bench import default_threshold
     from dvs_cluster.core.policy import make_policy
     from dvs_cluster.engine import Progress, SingleEngine
     from dvs_cluster.io.sinks import PngSink, Sink, VideoSink, write_json
-    from dvs_cluster.io.sources import open_source
+    from dvs_cluster.io.sources import is_synthetic, open_source
 
     out = Path(args.out) if args.out else None
     labels_dir = args.save_labels or (out / "labels" if out else None)

@@ -264,6 +264,12 @@ class ImageFolderSource(Source):
             yield self._frame(i, _read_image(f), i / self.fps)
 
 
+def is_synthetic(spec: str | None) -> bool:
+    """Whether a ``--source`` spec is the procedural video (the default when none is given)."""
+    s = (spec or "synthetic").strip()
+    return s == "synthetic" or s.startswith("synthetic:")
+
+
 def open_source(
     spec: str | None,
     width: int = DEFAULT_WIDTH,
@@ -281,7 +287,7 @@ def open_source(
     OpenCV decodes.
     """
     s = (spec or "synthetic").strip()
-    if s == "synthetic" or s.startswith("synthetic:"):
+    if is_synthetic(s):
         from dvs_cluster.data.synthetic import DEFAULT_SEED
 
         seed_txt = s.partition(":")[2] or str(DEFAULT_SEED)

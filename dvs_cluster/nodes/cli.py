@@ -357,7 +357,8 @@ def _summary(rep: dict[str, Any]) -> str:
 
 
 def _master_config(args: argparse.Namespace) -> Any:
-    from dvs_cluster.bench import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC, is_synthetic
+    from dvs_cluster.bench import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC
+    from dvs_cluster.io.sources import is_synthetic
     from dvs_cluster.nodes.master import MasterConfig
 
     model_default = MODEL_DEFAULT_SYNTHETIC if is_synthetic(args.source) else MODEL_DEFAULT

@@ -719,6 +719,8 @@ class MasterNode:
 
     def report(self) -> dict[str, Any]:
         """The run's JSON report (see the CLI help for the fields)."""
+        from dvs_cluster.bench import MODEL_DEFAULT_SYNTHETIC
+
         out_frames = max(self.frames_out, 1)
         regions = max(self.mix.total, 1)
         slave_totals = dict.fromkeys(TIMING_FIELDS, 0.0)
@@ -784,7 +786,8 @@ class MasterNode:
                 "policy": self.config.policy,
                 "threshold": self.config.threshold
                 if self.config.threshold >= 0
-                else "model default" + (" (synthetic)" if self.config.threshold == -2.0 else ""),
+                else "model default"
+                + (" (synthetic)" if self.config.threshold == MODEL_DEFAULT_SYNTHETIC else ""),
                 "max_in_flight": wm.max_in_flight,
                 "max_queued_frames": wm.max_queued_frames,
                 "forward_threshold": wm.forward_threshold,

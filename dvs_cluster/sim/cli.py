@@ -24,8 +24,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-slaves", type=_positive_int, default=16, help="largest cluster tried (default 16)")
     p.add_argument(
         "--variants",
-        default="default,pipe2+aff,pipe2+aff+f16,pipe2+aff+u8+fwd2",
-        help="scheduler variants to try (comma-separated; default: all of "
+        default=None,
+        help="scheduler variants to try, comma-separated (default: every one in sim.plan.VARIANTS: "
         "default, pipe2+aff, pipe2+aff+f16, pipe2+aff+u8+fwd2)",
     )
     p.add_argument(
@@ -43,7 +43,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     if args.target_fps <= 0:
         raise CliError("--target-fps must be positive")
-    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    spec = args.variants if args.variants is not None else ",".join(VARIANTS)
+    variants = tuple(v.strip() for v in spec.split(",") if v.strip())
     bad = [v for v in variants if v not in VARIANTS]
     if bad or not variants:
         raise CliError(f"unknown variant(s) {bad} (use {', '.join(VARIANTS)})")

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     grid = [float(x) for x in a.grid.split(",") if x.strip()]
     models = OnnxModels(a.models, intra_op_threads=1)
     log(f"[threshold] selecting on frames 0..{a.select - 1} of {a.video} over {len(grid)} thresholds")
-    sel = video_sweep(models, itertools.islice(frames_from(a.video), a.select), grid)
+    frames = frames_from(a.video)  # one pass over the video: selection frames, then the check frames
+    sel = video_sweep(models, itertools.islice(frames, a.select), grid)
     for r in sel:
         log(f"[threshold] th {r['threshold']:g}: {r['agreement']:.2f} % at {r['speedup']:.2f}x")
     best = pick(sel, a.target)
@@ -93,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     th = float(best["threshold"])
-    stop = None if a.check_frames is None else a.select + a.check_frames
-    (check,) = video_sweep(models, itertools.islice(frames_from(a.video), a.select, stop), [th])
+    (check,) = video_sweep(models, itertools.islice(frames, a.check_frames), [th])
     log(
         f"[threshold] chose {th:g} ({best['agreement']:.2f} % at {best['speedup']:.2f}x on the selection); "
         f"check frames: {check['agreement']:.2f} % at {check['speedup']:.2f}x ({check['frames']} frames)"
