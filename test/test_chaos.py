@@ -481,3 +481,48 @@ def test_zenoh_mutual_tls(models: Path, tmp_path: Path) -> None:
         intruder.terminate()
         intruder.wait(timeout=10)
     record("mutual_tls", {"frames_out_over_tls": rep["frames_out"], "foreign_ca_slave_joined": False})
+
+
+def test_non_finite_key_is_never_forwarded() -> None:
+    """Seg results with NaN logits: their labels count, their keys are dropped when they would leave."""
+    from dvs_cluster.fuzz import LoopbackTransport
+    from dvs_cluster.io.sources import open_source
+    from dvs_cluster.nodes.master import MasterConfig, MasterNode
+    from dvs_cluster.transport.messages import PATH_SEG, Result, decode_task, encode_result
+
+    bus = LoopbackTransport()
+    master = MasterNode(bus, MasterConfig(cluster_id="a", width=W, height=256, status_period_s=0))
+    tasks: list[tuple[str, bytes]] = []
+    tokens = {}
+    for s in ("s0", "s1"):
+        bus.subscribe(master.keys.task(s), lambda k, p: tasks.append((k, p)))
+        tokens[s] = bus.declare_liveliness(master.keys.alive_slave(s))
+    frames = 6
+    with open_source("synthetic", W, 256, frames=frames) as src:
+        pending = list(src)
+    answered = 0
+    while master.frames_out < frames:
+        while pending and master.has_room():
+            master.submit(pending.pop(0))
+        master.poll(timeout=0.0)
+        while tasks:
+            key, payload = tasks.pop(0)
+            t = decode_task(payload)  # a forwarded NaN key would raise MessageError here
+            assert t.key is None
+            h, w = t.image.shape[:2]
+            logits = np.zeros((19, h // 4, w // 4), np.float32)
+            logits[0, 0, 0] = np.nan
+            labels = np.full((h, w), 7, np.uint8)
+            res = Result("a", master.keys.last_chunk(key), t.sequence, t.region, PATH_SEG, 10.0, t.sequence,
+                         labels, logits, run_id=t.run_id)  # fmt: skip
+            bus.publish(master.keys.result, bytes(encode_result(res)))
+            answered += 1
+        if master.frames_out >= 1 and "s0" in tokens:  # s0 leaves: s1 gets the regions whose keys s0 made
+            tokens.pop("s0").close()
+        assert answered <= 4 * frames
+    rep = master.report()
+    assert rep["frames_out"] == frames and rep["frames_dropped"] == 0
+    # Every key the scheduler wanted to forward was refused and counted, none reached a slave.
+    assert rep["scheduler"]["forwarded_keys"] >= 1
+    assert master.malformed == rep["scheduler"]["forwarded_keys"]
+    master.close()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +255,79 @@ def test_key_space() -> None:
             check_name(bad)
     with pytest.raises(ValueError):
         ClusterKeys("**")
+
+
+def _reference(data: bytes | bytearray, name: str) -> bytes:
+    """The rosbags serialisation of what ``data`` decodes to (the .msg files' reference bytes)."""
+    return bytes(
+        m.TYPESTORE.serialize_cdr(
+            m.TYPESTORE.deserialize_cdr(bytes(data), m.TYPE_PREFIX + name), m.TYPE_PREFIX + name
+        )
+    )
+
+
+@pytest.mark.parametrize("quantize", ["float32", "float16", "uint8"])
+def test_fast_codec_writes_the_bytes_rosbags_writes(quantize: str) -> None:
+    """Hand-laid fields (``transport.cdr``) vs rosbags from the .msg files: byte for byte, every layout."""
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    for i in range(40):
+        y, x = int(rng.integers(0, 32)), int(rng.integers(0, 64))
+        crop = frame[y : y + 32, x : x + 64]  # strided view, as the master sends
+        key_image = frame[:32, :64][::-1].copy()
+        key = m.KeyPayload(int(rng.integers(0, 2**40)), key_image, LOGITS) if i % 3 == 0 else None
+        t = m.Task(
+            f"c{i % 2}", f"slave{i % 3}", int(rng.integers(0, 2**63)), i % 4, 4, (x, y, 64, 32), crop,
+            float(rng.uniform(-2, 100)), ("dvsnet", "fixed5")[i % 2], bool(i % 2), f"run{i % 5}",
+            int(rng.integers(0, 2**32)), float(rng.uniform(0, 2e9)), ("", "cam")[i % 2], key,
+        )  # fmt: skip
+        fast = bytes(m.encode_task(t, quantize))
+        assert fast == bytes(m.TYPESTORE.serialize_cdr(m.task_to_msg(t, quantize), m.REGION_TASK)), i
+        back = m.decode_task(fast)
+        assert (back.sequence, back.attempt, back.stamp) == (t.sequence, t.attempt, pytest.approx(t.stamp))
+        assert np.array_equal(back.image, crop)
+        seg = i % 2 == 0
+        r = m.Result(
+            "c1", f"slave{i % 3}", t.sequence, i % 4, m.PATH_SEG if seg else m.PATH_FLOW,
+            float(rng.uniform(0, 100)), int(rng.integers(0, 2**63)), LABELS, LOGITS if seg else None,
+            LABELS.astype(np.float32) if i % 4 == 1 else None, "r", i, float(i) * 0.5, "cam",
+            m.Timings(*rng.uniform(0, 1, 9).tolist()),
+        )  # fmt: skip
+        fast = bytes(m.encode_result(r, quantize))
+        assert fast == bytes(m.TYPESTORE.serialize_cdr(m.result_to_msg(r, quantize), m.REGION_RESULT)), i
+        assert _reference(fast, "RegionResult") == fast
+
+
+def test_big_endian_cdr_is_refused_by_name() -> None:
+    """The fast reader reads little-endian CDR only (every ROS 2 platform we target writes it)."""
+    payload = bytearray(m.encode_result(result()))
+    payload[1] = 0  # encapsulation 0000: CDR big endian
+    with pytest.raises(m.MessageError, match="little-endian"):
+        m.decode_result(bytes(payload))
+
+
+def test_values_check_can_be_left_to_the_caller() -> None:
+    bad = LOGITS.copy()
+    bad[3, 2, 1] = np.inf
+    data = bytes(m.encode_result(dataclasses.replace(result(True), logits=bad)))
+    with pytest.raises(m.MessageError, match="not finite"):
+        m.decode_result(data)
+    back = m.decode_result(data, check_logits=False)  # the master checks a key when it forwards it
+    assert back.logits is not None and not m.values_finite(back.logits)
+    assert m.values_finite(LOGITS)
+    huge = np.full(4, 3e38, np.float32)  # finite, but its sum overflows: still finite
+    assert m.values_finite(huge)
+
+
+def test_zenoh_data_queue_holds_a_region_task(tmp_path: Path) -> None:
+    """zenoh's TX queue (2 batches of 64 KiB by default) is raised so a 393 kB task does not wait on it."""
+    import json
+
+    from dvs_cluster.transport.zenoh import DATA_QUEUE_BATCHES, make_config
+
+    key = "transport/link/tx/queue/size/data"
+    assert json.loads(make_config().get_json(key)) == DATA_QUEUE_BATCHES == 16
+    assert DATA_QUEUE_BATCHES * 65535 >= 393 * 1024  # a 512x256 RGB region task fits
+    low = tmp_path / "low.json5"
+    low.write_text("{ transport: { link: { tx: { queue: { size: { data: 4 } } } } } }")
+    assert json.loads(make_config(config_file=str(low)).get_json(key)) == DATA_QUEUE_BATCHES

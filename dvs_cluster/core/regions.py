@@ -137,6 +137,16 @@ class RegionGrid:
         self._check_frame(frame)
         return [np.ascontiguousarray(frame[r.padded_slices]) for r in self.regions]
 
+    def views(self, frame: npt.NDArray[T]) -> list[npt.NDArray[T]]:
+        """
+        Padded crops of all regions as views of ``frame`` (no copy).
+
+        For a consumer that copies anyway (the master serialises each crop into its task), a copy here
+        would be a second one; the views keep the whole frame alive while any of them is held.
+        """
+        self._check_frame(frame)
+        return [frame[r.padded_slices] for r in self.regions]
+
     def split_channels(self, array: npt.NDArray[T]) -> list[npt.NDArray[T]]:
         """Padded crops of a channel-first ``(C, H, W)`` array (e.g. full-resolution logits)."""
         self._check_frame(array.transpose(1, 2, 0))

@@ -10,7 +10,8 @@ global key buffer), re-dispatches timed-out work, and emits finished frames stri
 
 Time is booked per stage (the master half of the paper's Figure 6): ``source``, ``split``,
 ``schedule``, ``serialize``, ``publish``, ``deserialize``, ``keys``, ``assembly``, ``metrics``,
-``output`` and ``idle`` (blocked waiting with nothing else to do).
+``output``, ``idle`` (blocked waiting with nothing else to do) and ``other`` (the rest of the loop:
+result bookkeeping, heartbeats, the loop itself), so the stages add up to the run's wall time.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from dvs_cluster.transport.messages import (
     decode_result,
     decode_status,
     encode_task,
+    values_finite,
     warmup,
 )
 
@@ -67,6 +69,7 @@ MASTER_STAGES = (
     "assembly",
     "metrics",
     "output",
+    "other",
     "idle",
 )
 
@@ -206,6 +209,7 @@ class MasterNode:
             affinity=cfg.affinity,
         )
         self.global_keys = KeyBuffer(self.num_regions)
+        self._checked_keys: list[int | None] = [None] * self.num_regions  # key timestep found finite
         self.stage_s = dict.fromkeys(MASTER_STAGES, 0.0)
         self.slave_stats: dict[str, _SlaveStats] = {}
         self.mix = PathMix()
@@ -325,8 +329,6 @@ class MasterNode:
             assert res.logits is not None
             if res.logits.shape != (NUM_CLASSES, *logit_grid(r.height, r.width)):
                 return f"logits {res.logits.shape} do not fit region {res.region}"
-            if not np.isfinite(res.logits).all():  # would poison the global key buffer and every warp
-                return "logits not finite"
         if self.grid.overlap and res.confidence is None:
             return "no confidence map for an overlapping grid"
         return None
@@ -334,7 +336,7 @@ class MasterNode:
     def _handle_result(self, payload: bytes) -> None:
         t0 = time.perf_counter()
         try:
-            res = decode_result(payload)
+            res = decode_result(payload, check_logits=False)  # scanned when forwarded: _key_payload
         except MessageError as exc:
             self.malformed += 1
             log.warning("dropped malformed result (%d bytes): %s", len(payload), exc)
@@ -408,22 +410,25 @@ class MasterNode:
         Accept one frame: split it and queue its regions; returns the sequences dropped to make room.
 
         Public feed for pushed streams (a ROS camera callback's frames, tests): frames must be
-        ``width x height`` RGB with increasing ``index``; anything else raises ``ValueError`` and is
-        counted in ``rejected_frames`` without touching what is already queued.
+        ``width x height`` uint8 RGB with increasing ``index``; anything else raises ``ValueError`` and
+        is counted in ``rejected_frames`` without touching what is already queued. The master keeps
+        views of the image (region crops, keys): do not write into it after submitting it.
         """
         img = frame.image
         want = (self.config.height, self.config.width, 3)
-        if not isinstance(img, np.ndarray) or img.shape != want:
+        if not isinstance(img, np.ndarray) or img.shape != want or img.dtype != np.uint8:
             self.rejected_frames += 1
             shape = getattr(img, "shape", type(img).__name__)
-            raise ValueError(f"frame {frame.index}: image {shape}, expected {want}")
+            dtype = getattr(img, "dtype", "")
+            raise ValueError(f"frame {frame.index}: image {shape} {dtype}, expected {want} uint8")
         seq = int(frame.index)
         if self._last_seq is not None and seq <= self._last_seq:
             self.rejected_frames += 1
             raise ValueError(f"frame sequence {seq} not after {self._last_seq}")
         self._last_seq = seq
         t0 = time.perf_counter()
-        crops = [np.ascontiguousarray(c, dtype=np.uint8) for c in self.grid.split(img)]
+        # Views: each crop is copied once, into its task (and the frame is held while a key refers to it).
+        crops = self.grid.views(img)
         now = time.perf_counter()
         self.stage_s["split"] += now - t0
         n = self.num_regions
@@ -513,11 +518,10 @@ class MasterNode:
                 return
             slot = self._slots[d.job.sequence]
             region = self.grid.regions[d.job.region]
-            key_payload = None
-            if d.forward_key is not None:
-                kf = self.global_keys.get(d.job.region)
-                if kf is not None:
-                    key_payload = KeyPayload(kf.timestep, kf.image, kf.logits)
+            t1 = time.perf_counter()
+            key_payload = self._key_payload(d.job.region) if d.forward_key is not None else None
+            t2 = time.perf_counter()
+            self.stage_s["keys"] += t2 - t1
             task = Task(
                 cluster_id=self.config.cluster_id,
                 slave_id=d.slave,
@@ -534,21 +538,40 @@ class MasterNode:
                 stamp=float(slot.frame.stamp),
                 key=key_payload,
             )
-            t1 = time.perf_counter()
             data = encode_task(task, self.config.quantize)
-            t2 = time.perf_counter()
-            self.stage_s["serialize"] += t2 - t1
+            t1 = time.perf_counter()
+            self.stage_s["serialize"] += t1 - t2
             try:
                 self.transport.publish(self.keys.task(d.slave), data)
             except Exception as exc:
                 log.error("sending to %s failed (%s); treating it as gone", d.slave, exc)
                 self.wm.remove_slave(d.slave)
             t0 = time.perf_counter()
-            self.stage_s["publish"] += t0 - t2
+            self.stage_s["publish"] += t0 - t1
             self.bytes_tasks += len(data)
             if key_payload is not None:
                 per_value = {"float32": 4, "float16": 2, "uint8": 1}[self.config.quantize]
                 self.bytes_keys += key_payload.image.nbytes + key_payload.logits.size * per_value
+
+    def _key_payload(self, region: int) -> KeyPayload | None:
+        """
+        The region's global key for a task, its logits checked finite on first forwarding.
+
+        The check is here rather than on arrival because most keys never leave the master (a slave's
+        own seg results are already its local keys) and it reads every value. A key that fails it
+        came from a broken slave: it is dropped (counted as malformed) and the task goes without key.
+        """
+        kf = self.global_keys.get(region)
+        if kf is None:
+            return None
+        if self._checked_keys[region] != kf.timestep:
+            if not values_finite(kf.logits):
+                self.malformed += 1
+                self.global_keys.clear(region)
+                log.warning("dropped the key of region %d (frame %d): logits not finite", region, kf.timestep)
+                return None
+            self._checked_keys[region] = kf.timestep
+        return KeyPayload(kf.timestep, kf.image, kf.logits)
 
     # -- frames out ---------------------------------------------------------------------------------
 
@@ -681,6 +704,8 @@ class MasterNode:
                 timeout = min(timeout, next_frame_at - now)
             self._pump(timeout)
         self.wall_s = time.perf_counter() - start
+        booked = sum(v for k, v in self.stage_s.items() if k != "other")
+        self.stage_s["other"] = max(0.0, self.wall_s - booked)
         self.cpu_s = time.process_time() - cpu0
         self.cpu_main_s = time.thread_time() - main0
         return self.report()

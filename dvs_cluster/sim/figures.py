@@ -21,6 +21,7 @@ MASTER_STAGES = (
     "assembly",
     "metrics",
     "output",
+    "other",
 )
 SLAVE_STAGES = (
     "deserialize",

@@ -12,6 +12,10 @@ Nodes never touch rosbags objects: they build and read the plain dataclasses bel
 raise :class:`MessageError` (one error type) for anything malformed, so a node can count and drop it.
 Arrays are shared with the message buffers where possible (``uint8[]`` fields are numpy views), so
 decoded arrays are read-only views of the received payload.
+
+The two messages of the hot path (a task and a result per region) are written and read by
+:mod:`.cdr` field by field in ``.msg`` order (``task_to_msg``/``result_to_msg`` build the same message
+as rosbags objects: the reference the tests compare bytes with); the heartbeat goes through rosbags.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import site
+import struct
 import sys
 import sysconfig
 import time
@@ -30,6 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from .cdr import CdrError, CdrReader, CdrWriter
 
 PACKAGE = "dvs_cluster_interfaces"
 TYPE_PREFIX = f"{PACKAGE}/msg/"
@@ -104,6 +111,10 @@ _RegionTask = _T[REGION_TASK]
 _RegionResult = _T[REGION_RESULT]
 _SlaveStatus = _T[SLAVE_STATUS]
 _EMPTY_U8: UInt8Array = np.zeros(0, dtype=np.uint8)
+_EMPTY_U32 = np.zeros(0, dtype=np.uint32)
+_TIME = struct.Struct("<iI")  # builtin_interfaces/Time: sec, nanosec
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -203,9 +214,14 @@ class Status:
 # numpy <-> message parts
 
 
-def _stamp_to_time(stamp: float) -> Any:
+def _sec_nanosec(stamp: float) -> tuple[int, int]:
     sec = math.floor(stamp)
-    return _Time(sec=int(sec), nanosec=min(int(round((stamp - sec) * 1e9)), 999_999_999))
+    return int(sec), min(int(round((stamp - sec) * 1e9)), 999_999_999)
+
+
+def _stamp_to_time(stamp: float) -> Any:
+    sec, nanosec = _sec_nanosec(stamp)
+    return _Time(sec=sec, nanosec=nanosec)
 
 
 def _header(stamp: float, frame_id: str) -> Any:
@@ -221,6 +237,13 @@ def _bytes_view(arr: npt.NDArray[Any]) -> UInt8Array:
     return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
 
 
+def _image_encoding(image: UInt8Array) -> str:
+    """rgb8 / mono8 for an (h, w, 3) / (h, w) uint8 array; ValueError otherwise."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"image must be uint8 (h, w) or (h, w, 3), got {image.dtype} {image.shape}")
+    return "mono8" if image.ndim == 2 else "rgb8"
+
+
 def image_to_msg(image: UInt8Array | None, stamp: float = 0.0, frame_id: str = "") -> Any:
     """(h, w, 3) RGB or (h, w) label map -> ``sensor_msgs/Image`` (rgb8 / mono8); None -> empty image."""
     if image is None:
@@ -233,94 +256,193 @@ def image_to_msg(image: UInt8Array | None, stamp: float = 0.0, frame_id: str = "
             step=0,
             data=_EMPTY_U8,
         )
-    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
-        raise ValueError(f"image must be uint8 (h, w) or (h, w, 3), got {image.dtype} {image.shape}")
+    encoding = _image_encoding(image)
     h, w = image.shape[:2]
-    channels = 1 if image.ndim == 2 else 3
     return _Image(
         header=_header(stamp, frame_id),
         height=h,
         width=w,
-        encoding="mono8" if channels == 1 else "rgb8",
+        encoding=encoding,
         is_bigendian=0,
-        step=w * channels,
+        step=w * IMAGE_CHANNELS[encoding],
         data=_bytes_view(image),
     )
 
 
-def msg_to_image(msg: Any, encoding: str) -> UInt8Array:
-    """``sensor_msgs/Image`` -> numpy view; checks encoding and sizes (MessageError otherwise)."""
-    if msg.encoding != encoding:
-        raise MessageError(f"image encoding {msg.encoding!r}, expected {encoding!r}")
-    channels = IMAGE_CHANNELS[encoding]
-    h, w = int(msg.height), int(msg.width)
+def _image_from(encoding: str, height: int, width: int, step: int, data: UInt8Array, want: str) -> UInt8Array:
+    """The fields of a ``sensor_msgs/Image`` -> numpy view; checks encoding and sizes."""
+    if encoding != want:
+        raise MessageError(f"image encoding {encoding!r}, expected {want!r}")
+    channels = IMAGE_CHANNELS[want]
+    h, w = int(height), int(width)
     if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
         raise MessageError(f"image size {w}x{h} out of range")
-    if msg.step != w * channels or len(msg.data) != h * w * channels:
-        raise MessageError(f"image step {msg.step} / {len(msg.data)} bytes do not match {w}x{h}x{channels}")
-    data = np.asarray(msg.data, dtype=np.uint8)
+    if step != w * channels or len(data) != h * w * channels:
+        raise MessageError(f"image step {step} / {len(data)} bytes do not match {w}x{h}x{channels}")
+    data = np.asarray(data, dtype=np.uint8)
     return data.reshape((h, w, channels) if channels == 3 else (h, w))
+
+
+def msg_to_image(msg: Any, encoding: str) -> UInt8Array:
+    """``sensor_msgs/Image`` -> numpy view; checks encoding and sizes (MessageError otherwise)."""
+    return _image_from(msg.encoding, msg.height, msg.width, msg.step, msg.data, encoding)
+
+
+def _quantized(arr: npt.NDArray[Any], quantize: str) -> tuple[npt.NDArray[Any], str, float, float]:
+    """(values to store, their little-endian dtype, scale, offset) of a tensor in wire form ``quantize``."""
+    if quantize == "float32":
+        return arr, "<f4", 1.0, 0.0
+    if quantize == "float16":
+        return arr, "<f2", 1.0, 0.0  # cast while copying into the payload
+    if quantize == "uint8":
+        lo, hi = float(np.min(arr)), float(np.max(arr))
+        scale = (hi - lo) / 255.0 if hi > lo else 1.0
+        stored = np.clip(np.rint((np.asarray(arr, dtype=np.float32) - lo) / scale), 0, 255).astype(np.uint8)
+        return stored, "u1", scale, lo
+    raise ValueError(f"unknown quantisation {quantize!r} (float32, float16, uint8)")
 
 
 def tensor_to_msg(arr: npt.NDArray[Any] | None, quantize: str = "float32") -> Any:
     """Array -> ``Tensor``; ``quantize``: float32 (as is), float16 (half the bytes) or uint8 (affine)."""
     if arr is None:
         return _Tensor(dtype="", shape=np.zeros(0, dtype=np.uint32), scale=1.0, offset=0.0, data=_EMPTY_U8)
-    scale, offset = 1.0, 0.0
-    if quantize == "float32":
-        stored: npt.NDArray[Any] = np.ascontiguousarray(arr, dtype="<f4")
-    elif quantize == "float16":
-        stored = np.ascontiguousarray(arr, dtype="<f2")
-    elif quantize == "uint8":
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-        scale = (hi - lo) / 255.0 if hi > lo else 1.0
-        offset = lo
-        stored = np.clip(np.rint((np.asarray(arr, dtype=np.float32) - lo) / scale), 0, 255).astype(np.uint8)
-    else:
-        raise ValueError(f"unknown quantisation {quantize!r} (float32, float16, uint8)")
+    stored, dtype, scale, offset = _quantized(arr, quantize)
     return _Tensor(
         dtype=quantize,
         shape=np.asarray(arr.shape, dtype=np.uint32),
         scale=scale,
         offset=offset,
-        data=_bytes_view(stored),
+        data=_bytes_view(np.ascontiguousarray(stored, dtype=dtype)),
     )
+
+
+def _tensor_from(
+    dtype_name: str, shape_field: Any, scale: float, offset: float, data: UInt8Array, check: bool = True
+) -> FloatArray:
+    """
+    The fields of a ``Tensor`` -> float32 array (a read-only view for float32, a converted copy otherwise).
+
+    ``check=False`` skips the NaN/inf scan of the values (the caller scans them before they are used).
+    """
+    if dtype_name not in TENSOR_DTYPES:
+        raise MessageError(f"tensor dtype {dtype_name!r} not one of {TENSOR_DTYPES}")
+    shape = tuple(int(s) for s in shape_field)
+    if not 1 <= len(shape) <= MAX_TENSOR_DIMS or any(s <= 0 or s > MAX_SIDE for s in shape):
+        raise MessageError(f"tensor shape {shape} out of range")
+    dtype = np.dtype(dtype_name).newbyteorder("<")
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise MessageError(f"tensor of shape {shape} {dtype_name} cannot hold {len(data)} bytes")
+    if not (math.isfinite(scale) and math.isfinite(offset)):
+        raise MessageError("tensor scale/offset not finite")
+    stored = np.asarray(data, dtype=np.uint8).view(dtype).reshape(shape)
+    out: FloatArray
+    if dtype_name == "float32" and scale == 1.0 and offset == 0.0:
+        out = stored
+    elif dtype_name == "float32":
+        out = (stored * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    else:
+        out = (stored.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
+    # NaN/inf logits would spread through keys and every warp from them. uint8 values are finite by
+    # construction (scale and offset were checked).
+    if check and dtype_name != "uint8" and not values_finite(out):
+        raise MessageError("tensor values not finite")
+    return out
+
+
+def values_finite(arr: npt.NDArray[Any]) -> bool:
+    """
+    Whether every value is finite.
+
+    A sum is NaN/inf when any value is and reads the array once without a temporary; only when it is
+    (or when finite values overflowed) look closer.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf and overflow are the point here
+        total = float(np.sum(arr, dtype=np.float32))
+    return math.isfinite(total) or bool(np.isfinite(arr).all())
 
 
 def msg_to_tensor(msg: Any) -> FloatArray:
     """``Tensor`` -> float32 array (a read-only view for float32, a converted copy otherwise)."""
-    if msg.dtype not in TENSOR_DTYPES:
-        raise MessageError(f"tensor dtype {msg.dtype!r} not one of {TENSOR_DTYPES}")
-    shape = tuple(int(s) for s in msg.shape)
-    if not 1 <= len(shape) <= MAX_TENSOR_DIMS or any(s <= 0 or s > MAX_SIDE for s in shape):
-        raise MessageError(f"tensor shape {shape} out of range")
-    dtype = np.dtype(msg.dtype).newbyteorder("<")
-    if len(msg.data) != math.prod(shape) * dtype.itemsize:
-        raise MessageError(f"tensor of shape {shape} {msg.dtype} cannot hold {len(msg.data)} bytes")
-    if not (math.isfinite(msg.scale) and math.isfinite(msg.offset)):
-        raise MessageError("tensor scale/offset not finite")
-    stored = np.asarray(msg.data, dtype=np.uint8).view(dtype).reshape(shape)
-    out: FloatArray
-    if msg.dtype == "float32" and msg.scale == 1.0 and msg.offset == 0.0:
-        out = stored
-    elif msg.dtype == "float32":
-        out = (stored * np.float32(msg.scale) + np.float32(msg.offset)).astype(np.float32)
-    else:
-        out = (stored.astype(np.float32) * np.float32(msg.scale) + np.float32(msg.offset)).astype(np.float32)
-    if not np.isfinite(out).all():  # NaN/inf logits would spread through keys and every warp from them
-        raise MessageError("tensor values not finite")
-    return out
+    return _tensor_from(msg.dtype, msg.shape, msg.scale, msg.offset, msg.data)
 
 
 def _timings_to_msg(t: Timings) -> Any:
     return _Timings(**t.as_dict())
 
 
-def _msg_to_timings(msg: Any) -> Timings:
-    values = {k: float(getattr(msg, k)) for k in TIMING_FIELDS}
-    if not all(math.isfinite(v) for v in values.values()):
+def _timings_from(values: tuple[float, ...]) -> Timings:
+    if not all(math.isfinite(v) for v in values):
         raise MessageError("timings not finite")
-    return Timings(**values)
+    return Timings(*values)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fast CDR for the hot messages: fields in the order of msg/*.msg (nested types inline)
+
+
+def _w_header(w: CdrWriter, stamp: float, frame_id: str) -> None:
+    sec, nanosec = _sec_nanosec(stamp)
+    w.i32(sec)
+    w.u32(nanosec)
+    w.string(frame_id)
+
+
+def _w_image(w: CdrWriter, image: UInt8Array | None) -> None:
+    _w_header(w, 0.0, "")
+    if image is None:
+        for _ in range(2):  # height, width
+            w.u32(0)
+        w.string("")  # encoding
+        w.u8(0)  # is_bigendian
+        w.u32(0)  # step
+        w.array(None)
+        return
+    encoding = _image_encoding(image)
+    h, width = image.shape[:2]
+    w.u32(h)
+    w.u32(width)
+    w.string(encoding)
+    w.u8(0)  # is_bigendian
+    w.u32(width * IMAGE_CHANNELS[encoding])
+    w.array(image)
+
+
+def _w_tensor(w: CdrWriter, arr: npt.NDArray[Any] | None, quantize: str) -> None:
+    if arr is None:
+        w.string("")  # dtype
+        w.u32_seq(_EMPTY_U32)  # shape
+        w.f32(1.0)  # scale
+        w.f32(0.0)  # offset
+        w.array(None)
+        return
+    stored, dtype, scale, offset = _quantized(arr, quantize)
+    w.string(quantize)
+    w.u32_seq(np.asarray(arr.shape, dtype=np.uint32))
+    w.f32(scale)
+    w.f32(offset)
+    w.array(stored, dtype)
+
+
+def _r_header(r: CdrReader) -> tuple[float, str]:
+    sec, nanosec = r.i32(), r.u32()
+    return float(sec) + float(nanosec) * 1e-9, r.string()
+
+
+def _r_image(r: CdrReader) -> tuple[str, int, int, int, UInt8Array]:
+    """(encoding, height, width, step, data) of a ``sensor_msgs/Image``."""
+    _r_header(r)
+    height, width, encoding = r.u32(), r.u32(), r.string()
+    r.u8()  # is_bigendian: irrelevant for 8-bit encodings
+    step = r.u32()
+    return encoding, height, width, step, r.seq("u1", 1 << 31)
+
+
+def _r_tensor(r: CdrReader) -> tuple[str, Any, float, float, UInt8Array]:
+    """(dtype, shape, scale, offset, data) of a ``Tensor``."""
+    dtype = r.string()
+    shape = r.seq("u4", MAX_TENSOR_DIMS)
+    scale, offset = r.f32(), r.f32()
+    return dtype, shape, scale, offset, r.seq("u1", 1 << 31)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -343,17 +465,24 @@ def _deserialize(data: bytes | bytearray | memoryview, typename: str) -> Any:
         raise MessageError(f"cannot decode {typename.rsplit('/', 1)[-1]}: {exc}") from exc
 
 
+def _reader(data: bytes | bytearray | memoryview, what: str) -> CdrReader:
+    try:
+        return CdrReader(data)
+    except CdrError as exc:
+        raise MessageError(f"cannot decode {what}: {exc}") from None
+
+
 def _check_int(value: int, lo: int, hi: int, what: str) -> int:
     if not lo <= int(value) <= hi:
         raise MessageError(f"{what} {value} out of range [{lo}, {hi}]")
     return int(value)
 
 
-def encode_task(task: Task, quantize: str = "float32") -> memoryview:
-    """Task -> CDR bytes; ``quantize`` applies to forwarded key logits."""
+def task_to_msg(task: Task, quantize: str = "float32") -> Any:
+    """Task -> rosbags ``RegionTask`` (the reference :func:`encode_task` is checked against)."""
     x, y, w, h = task.rect
     key = task.key
-    msg = _RegionTask(
+    return _RegionTask(
         header=_header(task.stamp, task.frame_id),
         cluster_id=task.cluster_id,
         slave_id=task.slave_id,
@@ -372,52 +501,149 @@ def encode_task(task: Task, quantize: str = "float32") -> memoryview:
         key_image=image_to_msg(key.image if key is not None else None),
         key_logits=tensor_to_msg(key.logits if key is not None else None, quantize),
     )
-    return _serialize(msg, REGION_TASK)
+
+
+@dataclass(frozen=True)
+class _TaskTemplate:
+    """A task without key as bytes around the image, and where the numbers that change per task go."""
+
+    head: bytes
+    image_at: int
+    tail: bytes
+    sequence_at: int
+    attempt_at: int
+
+    def fill(self, task: Task) -> bytearray:
+        image = task.image
+        image_end = self.image_at + image.size
+        out = bytearray(image_end + len(self.tail))
+        out[: len(self.head)] = self.head
+        _TIME.pack_into(out, 4, *_sec_nanosec(task.stamp))  # header.stamp: the first field
+        _U64.pack_into(out, self.sequence_at, task.sequence)
+        _U32.pack_into(out, self.attempt_at, task.attempt)
+        pixels = np.frombuffer(out, np.uint8, count=image.size, offset=self.image_at)
+        np.copyto(pixels.reshape(image.shape), image)
+        out[image_end:] = self.tail
+        return out
+
+
+_TASK_TEMPLATES: dict[tuple[Any, ...], _TaskTemplate] = {}
+
+
+def encode_task(task: Task, quantize: str = "float32") -> bytearray:
+    """
+    Task -> CDR bytes; ``quantize`` applies to forwarded key logits.
+
+    The image may be a strided view (a crop of the frame): it is copied once, into the payload. A
+    task without key reuses the bytes of an earlier one of the same layout (same slave, region,
+    strings and size; a master sends a few dozen layouts), so only stamp, sequence, attempt and
+    pixels are written.
+    """
+    if task.key is not None:
+        return _encode_task(task, quantize)
+    layout = (
+        task.frame_id, task.cluster_id, task.slave_id, task.run_id, task.region, task.num_regions, task.rect,
+        task.image.shape, task.image.dtype, task.policy, task.threshold, task.want_confidence,
+    )  # fmt: skip
+    template = _TASK_TEMPLATES.get(layout)
+    if template is None:
+        if len(_TASK_TEMPLATES) >= 1024:  # masters come and go in one process (tests): stay bounded
+            _TASK_TEMPLATES.clear()
+        marks: dict[str, int] = {}
+        w = _task_writer(task, quantize, marks)
+        head, image_at, tail = w.template()
+        template = _TASK_TEMPLATES[layout] = _TaskTemplate(head, image_at, tail, **marks)
+    return template.fill(task)
+
+
+def _encode_task(task: Task, quantize: str) -> bytearray:
+    return _task_writer(task, quantize).finish()
+
+
+def _task_writer(task: Task, quantize: str, marks: dict[str, int] | None = None) -> CdrWriter:
+    """The fields of a task in a writer; ``marks`` receives the offsets of sequence and attempt."""
+    x, y, width, h = task.rect
+    key = task.key
+    w = CdrWriter()
+    _w_header(w, task.stamp, task.frame_id)
+    w.string(task.cluster_id)
+    w.string(task.slave_id)
+    w.string(task.run_id)
+    sequence_at = w.u64(task.sequence)
+    attempt_at = w.u32(task.attempt)
+    if marks is not None:
+        marks.update(sequence_at=sequence_at, attempt_at=attempt_at)
+    w.u8(task.region)
+    w.u8(task.num_regions)
+    for v in (x, y, h, width):  # roi: x_offset, y_offset, height, width
+        w.u32(v)
+    w.u8(0)  # roi.do_rectify
+    _w_image(w, task.image)
+    w.string(task.policy)
+    w.f32(task.threshold)
+    w.u8(task.want_confidence)
+    w.u8(key is not None)
+    w.u64(key.sequence if key is not None else 0)
+    _w_image(w, key.image if key is not None else None)
+    _w_tensor(w, key.logits if key is not None else None, quantize)
+    return w
 
 
 def decode_task(data: bytes | bytearray | memoryview) -> Task:
     """CDR bytes -> validated Task (MessageError when malformed)."""
-    msg = _deserialize(data, REGION_TASK)
-    num_regions = _check_int(msg.num_regions, 1, MAX_REGIONS, "num_regions")
-    region = _check_int(msg.region, 0, num_regions - 1, "region")
-    image = msg_to_image(msg.image, "rgb8")
-    roi = msg.roi
-    if (int(roi.width), int(roi.height)) != (image.shape[1], image.shape[0]):
-        size = f"{image.shape[1]}x{image.shape[0]}"
-        raise MessageError(f"roi {roi.width}x{roi.height} differs from image {size}")
-    if not math.isfinite(msg.threshold):
+    r = _reader(data, "RegionTask")
+    try:
+        stamp, frame_id = _r_header(r)
+        cluster_id, slave_id, run_id = r.string(), r.string(), r.string()
+        sequence, attempt, region_raw, num_regions_raw = r.u64(), r.u32(), r.u8(), r.u8()
+        x, y, rh, rw = r.u32(), r.u32(), r.u32(), r.u32()
+        r.u8()  # do_rectify
+        image_f = _r_image(r)
+        policy, threshold = r.string(), r.f32()
+        want_confidence, has_key, key_sequence = r.u8(), r.u8(), r.u64()
+        key_image_f = _r_image(r)
+        key_logits_f = _r_tensor(r)
+        r.done()
+    except CdrError as exc:
+        raise MessageError(f"cannot decode RegionTask: {exc}") from None
+    num_regions = _check_int(num_regions_raw, 1, MAX_REGIONS, "num_regions")
+    region = _check_int(region_raw, 0, num_regions - 1, "region")
+    image = _image_from(*image_f, want="rgb8")
+    if (rw, rh) != (image.shape[1], image.shape[0]):
+        raise MessageError(f"roi {rw}x{rh} differs from image {image.shape[1]}x{image.shape[0]}")
+    if not math.isfinite(threshold):
         raise MessageError("threshold not finite")
     key = None
-    if msg.has_key:
-        key_image = msg_to_image(msg.key_image, "rgb8")
+    if has_key:
+        key_image = _image_from(*key_image_f, want="rgb8")
         if key_image.shape != image.shape:
             raise MessageError(f"key image {key_image.shape} differs from region {image.shape}")
-        logits = msg_to_tensor(msg.key_logits)
+        logits = _tensor_from(*key_logits_f)
         if logits.ndim != 3:
             raise MessageError(f"key logits must be (C, h, w), got {logits.shape}")
-        key = KeyPayload(sequence=int(msg.key_sequence), image=key_image, logits=logits)
+        key = KeyPayload(sequence=key_sequence, image=key_image, logits=logits)
     return Task(
-        cluster_id=msg.cluster_id,
-        slave_id=msg.slave_id,
-        sequence=int(msg.sequence),
+        cluster_id=cluster_id,
+        slave_id=slave_id,
+        sequence=sequence,
         region=region,
         num_regions=num_regions,
-        rect=(int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)),
+        rect=(x, y, rw, rh),
         image=image,
-        threshold=float(msg.threshold),
-        policy=msg.policy,
-        want_confidence=bool(msg.want_confidence),
-        run_id=msg.run_id,
-        attempt=int(msg.attempt),
-        stamp=_stamp(msg.header),
-        frame_id=msg.header.frame_id,
+        threshold=threshold,
+        policy=policy,
+        want_confidence=bool(want_confidence),
+        run_id=run_id,
+        attempt=attempt,
+        stamp=stamp,
+        frame_id=frame_id,
         key=key,
     )
 
 
-def encode_result(result: Result, quantize: str = "float32") -> memoryview:
-    """Result -> CDR bytes; ``quantize`` applies to the seg-path logits and the confidence map."""
-    msg = _RegionResult(
+def result_to_msg(result: Result, quantize: str = "float32") -> Any:
+    """Result -> rosbags ``RegionResult`` (the reference :func:`encode_result` is checked against)."""
+    return _RegionResult(
         header=_header(result.stamp, result.frame_id),
         cluster_id=result.cluster_id,
         slave_id=result.slave_id,
@@ -433,43 +659,79 @@ def encode_result(result: Result, quantize: str = "float32") -> memoryview:
         confidence=tensor_to_msg(result.confidence, quantize),
         timings=_timings_to_msg(result.timings),
     )
-    return _serialize(msg, REGION_RESULT)
 
 
-def decode_result(data: bytes | bytearray | memoryview) -> Result:
-    """CDR bytes -> validated Result (MessageError when malformed)."""
-    msg = _deserialize(data, REGION_RESULT)
-    if msg.path not in PATH_NAMES:
-        raise MessageError(f"unknown path {msg.path}")
-    labels = msg_to_image(msg.labels, "mono8")
+def encode_result(result: Result, quantize: str = "float32") -> bytearray:
+    """Result -> CDR bytes; ``quantize`` applies to the seg-path logits and the confidence map."""
+    w = CdrWriter()
+    _w_header(w, result.stamp, result.frame_id)
+    w.string(result.cluster_id)
+    w.string(result.slave_id)
+    w.string(result.run_id)
+    w.u64(result.sequence)
+    w.u32(result.attempt)
+    w.u8(result.region)
+    w.u8(result.path)
+    w.f32(result.score)
+    w.u64(result.key_sequence)
+    _w_image(w, result.labels)
+    _w_tensor(w, result.logits, quantize)
+    _w_tensor(w, result.confidence, quantize)
+    w.f64s(tuple(result.timings.as_dict().values()))
+    return w.finish()
+
+
+def decode_result(data: bytes | bytearray | memoryview, check_logits: bool = True) -> Result:
+    """
+    CDR bytes -> validated Result (MessageError when malformed).
+
+    ``check_logits=False`` leaves the NaN/inf scan of the seg-path logits to the caller: the master
+    scans a key only when it forwards it (most keys never leave it), see ``messages.values_finite``.
+    """
+    r = _reader(data, "RegionResult")
+    try:
+        stamp, frame_id = _r_header(r)
+        cluster_id, slave_id, run_id = r.string(), r.string(), r.string()
+        sequence, attempt, region, path = r.u64(), r.u32(), r.u8(), r.u8()
+        score, key_sequence = r.f32(), r.u64()
+        labels_f = _r_image(r)
+        logits_f = _r_tensor(r)
+        confidence_f = _r_tensor(r)
+        timings = r.f64s(len(TIMING_FIELDS))
+        r.done()
+    except CdrError as exc:
+        raise MessageError(f"cannot decode RegionResult: {exc}") from None
+    if path not in PATH_NAMES:
+        raise MessageError(f"unknown path {path}")
+    labels = _image_from(*labels_f, want="mono8")
     logits = None
-    if msg.path == PATH_SEG:
-        logits = msg_to_tensor(msg.logits)
+    if path == PATH_SEG:
+        logits = _tensor_from(*logits_f, check=check_logits)
         if logits.ndim != 3:
             raise MessageError(f"logits must be (C, h, w), got {logits.shape}")
     confidence = None
-    if msg.confidence.dtype:
-        confidence = msg_to_tensor(msg.confidence)
+    if confidence_f[0]:
+        confidence = _tensor_from(*confidence_f)
         if confidence.shape != labels.shape:
             raise MessageError(f"confidence {confidence.shape} differs from labels {labels.shape}")
-    if not math.isfinite(msg.score):
+    if not math.isfinite(score):
         raise MessageError("score not finite")
     return Result(
-        cluster_id=msg.cluster_id,
-        slave_id=msg.slave_id,
-        sequence=int(msg.sequence),
-        region=int(msg.region),
-        path=int(msg.path),
-        score=float(msg.score),
-        key_sequence=int(msg.key_sequence),
+        cluster_id=cluster_id,
+        slave_id=slave_id,
+        sequence=sequence,
+        region=region,
+        path=path,
+        score=score,
+        key_sequence=key_sequence,
         labels=labels,
         logits=logits,
         confidence=confidence,
-        run_id=msg.run_id,
-        attempt=int(msg.attempt),
-        stamp=_stamp(msg.header),
-        frame_id=msg.header.frame_id,
-        timings=_msg_to_timings(msg.timings),
+        run_id=run_id,
+        attempt=attempt,
+        stamp=stamp,
+        frame_id=frame_id,
+        timings=_timings_from(timings),
     )
 
 

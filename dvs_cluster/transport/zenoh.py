@@ -54,6 +54,13 @@ class TlsFiles:
                 raise ValueError(f"{what}: {path} is not a readable file")
 
 
+#: Batches the TX queue of the ``data`` priority holds per link: zenoh's default is 2 (of 64 KiB), its
+#: maximum 16 (a larger value panics its pipeline). A task of one 512x256 region is 393 kB (7 batches),
+#: a result with logits 754 kB (12): with 2, ``put`` waits for the socket batch by batch (BENCHMARKS.md,
+#: master stages over TCP). Buffers are allocated when used (``allocation: lazy``), 1 MiB a link at most.
+DATA_QUEUE_BATCHES = 16
+
+
 def make_config(
     mode: str = "peer",
     listen: Sequence[str] = (),
@@ -68,7 +75,9 @@ def make_config(
 
     Multicast defaults to on only without ``connect``; shared memory to zenoh's default (on: large
     payloads between processes of one host skip the socket). ``config_file`` (a zenoh JSON5 config) is
-    the base for anything without a flag; the flags given here override it.
+    the base for anything without a flag; the flags given here override it. The TX queue of the data
+    priority holds at least :data:`DATA_QUEUE_BATCHES` batches, so publishing a region task does not
+    wait for the socket.
     """
     if mode not in ("peer", "client", "router"):
         raise ValueError(f"zenoh mode must be peer, client or router, not {mode!r}")
@@ -92,6 +101,9 @@ def make_config(
             ("enable_mtls", True),
         ):
             conf.insert_json5(f"transport/link/tls/{k}", json.dumps(v))
+    queue_key = "transport/link/tx/queue/size/data"
+    if json.loads(conf.get_json(queue_key)) < DATA_QUEUE_BATCHES:  # a config file cannot lower it
+        conf.insert_json5(queue_key, json.dumps(DATA_QUEUE_BATCHES))
     conf.insert_json5("mode", json.dumps(mode))
     if listen:
         conf.insert_json5("listen/endpoints", json.dumps(list(listen)))
