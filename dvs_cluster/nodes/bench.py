@@ -151,9 +151,7 @@ def cluster_commands(
     o = ctx.options
     models = str(resolve_model_dir(o.get("models")))
     providers = str(o.get("providers") or "cpu")
-    # Boards share no memory: zenoh's shared memory (on by default between processes of one host) is
-    # off, so tasks and results cross TCP as between boards.
-    common = ["--cluster", cluster, "--multicast", "off", "--shm", "off"]
+    common = ["--cluster", cluster, "--multicast", "off"]
     slave_cmds = []
     for i, core in enumerate(slave_cores):
         entry = ["-m", "dvs_cluster.nodes.bench"] if opt.flow_logits else ["-m", "dvs_cluster.cli"]

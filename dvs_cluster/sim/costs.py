@@ -264,7 +264,7 @@ def _echo_main(endpoint: str, key_in: str, key_out: str, core: int | None) -> No
 
     if core is not None:
         os.sched_setaffinity(0, {core})
-    t = ZenohTransport("peer", [], [endpoint], False, shm=False)  # as between boards
+    t = ZenohTransport("peer", [], [endpoint], False)
     inbox: queue.Queue[bytes] = queue.Queue()
     h = t.subscribe(key_in, lambda k, p: inbox.put(p))
     try:
@@ -287,7 +287,7 @@ def _probe_main(endpoint: str, tag: str, core: int | None, sizes: list[int], rep
 
     if core is not None:
         os.sched_setaffinity(0, {core})  # before the session: Zenoh's threads share the core, as in a run
-    t = ZenohTransport("peer", [endpoint], [], False, shm=False)
+    t = ZenohTransport("peer", [endpoint], [], False)
     inbox: queue.Queue[tuple[float, int]] = queue.Queue()
     h = t.subscribe(f"{tag}/back", lambda k, p: inbox.put((time.perf_counter(), len(p))))
     out: dict[str, list[float]] = {"x": [], "pub": [], "rtt": [], "declare": []}

@@ -57,8 +57,10 @@ def _runs(rows: list[dict[str, Any]], val: dict[str, Any], cl: list[dict[str, An
     out = [
         "### Cluster runs (real processes over Zenoh on this machine)",
         "",
-        "Master and slaves talk over TCP on loopback with Zenoh's shared memory off, as separate boards "
-        "would (they share no memory). Each slave: onnxruntime intra-op threads 1, pinned to one of the "
+        "Master and slaves talk over Zenoh on loopback with its shared memory on (its default between "
+        "processes of one host, what `dvs-cluster run` uses): large messages are copied once into shared "
+        "memory instead of crossing TCP. Between boards they cross TCP, which costs both ends more CPU "
+        "(`--shm off` emulates it). Each slave: onnxruntime intra-op threads 1, pinned to one of the "
         f"{cores} cores (`sched_setaffinity`), master first, round robin. **shared** = some process "
         f"shared its core (runs with more than {cores - 1} slave(s)); **oversubscribed** = more slaves "
         "than cores. Those rows measure time-sharing, not boards; the simulator reproduces them with "
@@ -244,7 +246,7 @@ def _calibration(cal: dict[str, Any]) -> list[str]:
         "",
         "Master steps, ms: "
         + ", ".join(f"{k} {v:.3f}" for k, v in cal["master_ms"].items())
-        + ". Zenoh over TCP on loopback (shared memory off): "
+        + ". Zenoh on loopback (shared memory on): "
         + f"publish {ln['publish_ms']:.3f} ms + {ln['publish_ms_per_mb']:.3f} ms/MB,"
         f" delivery {ln['latency_ms']:.3f} ms + {1000 / ln['mb_per_s']:.3f} ms/MB.",
         "",

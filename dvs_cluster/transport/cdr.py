@@ -60,31 +60,29 @@ class CdrWriter:
         self._small.append(value & 0xFF)
         self._pos += 1
 
+    def _put(self, st: struct.Struct, value: float) -> int:
+        """One number aligned to its size; returns its offset in the payload."""
+        self._align(st.size)
+        at = self._pos
+        self._small += st.pack(value)
+        self._pos += st.size
+        return len(HEADER_LE) + at
+
     def u32(self, value: int) -> int:
         """uint32; returns its offset in the payload."""
-        self._align(4)
-        self._small += _U32.pack(value)
-        self._pos += 4
-        return len(HEADER_LE) + self._pos - 4
+        return self._put(_U32, value)
 
-    def i32(self, value: int) -> None:
+    def i32(self, value: int) -> int:
         """int32."""
-        self._align(4)
-        self._small += _I32.pack(value)
-        self._pos += 4
+        return self._put(_I32, value)
 
     def u64(self, value: int) -> int:
         """uint64; returns its offset in the payload."""
-        self._align(8)
-        self._small += _U64.pack(value)
-        self._pos += 8
-        return len(HEADER_LE) + self._pos - 8
+        return self._put(_U64, value)
 
-    def f32(self, value: float) -> None:
+    def f32(self, value: float) -> int:
         """float32."""
-        self._align(4)
-        self._small += _F32.pack(value)
-        self._pos += 4
+        return self._put(_F32, value)
 
     def f64s(self, values: tuple[float, ...]) -> None:
         """Consecutive float64 fields (e.g. a struct of them)."""
@@ -184,24 +182,28 @@ class CdrReader:
         pos = self._take(1, 1)
         return int(self._buf[pos])
 
+    def _get(self, st: struct.Struct) -> Any:
+        value = st.unpack_from(self._buf, self._take(st.size, st.size))[0]
+        return value
+
     def u32(self) -> int:
         """uint32."""
-        value: int = _U32.unpack_from(self._buf, self._take(4, 4))[0]
+        value: int = self._get(_U32)
         return value
 
     def i32(self) -> int:
         """int32."""
-        value: int = _I32.unpack_from(self._buf, self._take(4, 4))[0]
+        value: int = self._get(_I32)
         return value
 
     def u64(self) -> int:
         """uint64."""
-        value: int = _U64.unpack_from(self._buf, self._take(8, 8))[0]
+        value: int = self._get(_U64)
         return value
 
     def f32(self) -> float:
         """float32."""
-        value: float = _F32.unpack_from(self._buf, self._take(4, 4))[0]
+        value: float = self._get(_F32)
         return value
 
     def f64s(self, count: int) -> tuple[float, ...]:
