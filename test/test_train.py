@@ -83,3 +83,21 @@ def test_tiny_budget_end_to_end(tmp_path: Path) -> None:
     (score,) = dn.run(["score"], {"features": feats})
     assert score.dtype == np.float32 and score.shape == (n, 1)
     assert np.isfinite(score).all() and (score >= 0).all() and (score <= 100).all()
+
+
+def test_confusion_summary_names_share_and_main_confusion() -> None:
+    """The model card's per-class columns: pixel share and the class a class is most often taken for."""
+    from dvs_cluster.core.classes import CLASS_NAMES, NUM_CLASSES
+    from dvs_cluster.train.evaluate import confusion_summary
+
+    conf = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    conf[0, 0] = 900  # road, all right
+    conf[4, 3] = 70  # fence taken for wall ...
+    conf[4, 4] = 20  # ... right ...
+    conf[4, 2] = 10  # ... taken for building
+    s = confusion_summary(conf)
+    assert s["pixel_share"][CLASS_NAMES[0]] == pytest.approx(90.0)
+    assert s["pixel_share"][CLASS_NAMES[4]] == pytest.approx(10.0)
+    assert s["pixel_share"][CLASS_NAMES[3]] is None  # wall: no GT pixels
+    assert s["confused_with"][CLASS_NAMES[4]] == [CLASS_NAMES[3], pytest.approx(70.0)]
+    assert s["confused_with"][CLASS_NAMES[0]] is None  # never wrong

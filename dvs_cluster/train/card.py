@@ -180,10 +180,13 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     add("")
     add(f"Seeds {sm.get('seeds')}, frames {sm.get('frames')}, each split 2x2 into 512x256 regions.")
     add("")
-    add("| class | IoU (%) |")
-    add("|---|---|")
+    share, confused = sm.get("pixel_share", {}), sm.get("confused_with", {})
+    add("| class | IoU (%) | share of pixels (%) | most often predicted instead (% of its pixels) |")
+    add("|---|---|---|---|")
     for n, v in sm.get("per_class_iou", {}).items():
-        add(f"| {n} | {_f(v) if v is not None else 'absent'} |")
+        s, c = share.get(n), confused.get(n)
+        other = f"{c[0]} ({c[1]:.1f})" if c else "-"
+        add(f"| {n} | {_f(v) if v is not None else 'absent'} | {_f(s) if s is not None else '-'} | {other} |")
     add("")
     fm = metrics.get("flow")
     if fm:

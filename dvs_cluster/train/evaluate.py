@@ -123,6 +123,26 @@ def dn_eval(
     }
 
 
+def confusion_summary(conf: npt.NDArray[np.int64]) -> dict[str, Any]:
+    """
+    Per class: its share of the labelled pixels and the class its pixels are most often taken for.
+
+    Says where the mIoU goes: a class with a tiny share weighs as much in the mean as road, and a
+    class mostly predicted as one other class points at what the net cannot tell apart.
+    """
+    total = max(1, int(conf.sum()))
+    share: dict[str, float | None] = {}
+    confused: dict[str, list[Any] | None] = {}
+    for c in range(NUM_CLASSES):
+        n = int(conf[c].sum())
+        share[CLASS_NAMES[c]] = n / total * 100 if n else None
+        off = conf[c].copy()
+        off[c] = 0
+        j = int(off.argmax())
+        confused[CLASS_NAMES[c]] = [CLASS_NAMES[j], float(off[j] / n * 100)] if n and off[j] else None
+    return {"pixel_share": share, "confused_with": confused}
+
+
 def evaluate(models: Path, quick: bool = False) -> dict[str, Any]:
     """All metrics as one dict (quick: seg and cost only, for smoke runs)."""
     t0 = time.time()
@@ -138,6 +158,7 @@ def evaluate(models: Path, quick: bool = False) -> dict[str, Any]:
                 CLASS_NAMES[c]: (float(iou[c] * 100) if present[c] else None) for c in range(NUM_CLASSES)
             },
             "pixel_accuracy": float(np.diag(conf).sum() / max(1, conf.sum()) * 100),
+            **confusion_summary(conf),
             "seeds": list(SEG_EVAL_SEEDS),
             "frames": [k * SEG_EVAL_STRIDE for k in range(SEG_EVAL_FRAMES)],
         }
