@@ -331,3 +331,11 @@ def test_zenoh_data_queue_holds_a_region_task(tmp_path: Path) -> None:
     low = tmp_path / "low.json5"
     low.write_text("{ transport: { link: { tx: { queue: { size: { data: 4 } } } } } }")
     assert json.loads(make_config(config_file=str(low)).get_json(key)) == DATA_QUEUE_BATCHES
+
+
+def test_out_of_range_fields_refuse_to_encode() -> None:
+    """A region index or count past uint8 is an error at the sender, never a silently wrapped byte."""
+    with pytest.raises(ValueError):
+        m.encode_task(dataclasses.replace(task(False), region=300, num_regions=400))
+    with pytest.raises(ValueError):
+        m.encode_result(dataclasses.replace(result(False), region=256))

@@ -56,8 +56,8 @@ class CdrWriter:
             self._pos += pad
 
     def u8(self, value: int) -> None:
-        """uint8, bool, byte."""
-        self._small.append(value & 0xFF)
+        """uint8, bool, byte (ValueError outside 0..255)."""
+        self._small.append(value)
         self._pos += 1
 
     def _put(self, st: struct.Struct, value: float) -> int:
