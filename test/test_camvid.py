@@ -295,3 +295,18 @@ def test_threshold_pick_and_record(tmp_path: Path) -> None:
     assert default_threshold(models) == 96.0 and default_threshold(models, synthetic=True) == 90.0
     assert resolve_threshold(models, -1.0) == 96.0 and resolve_threshold(models, -2.0) == 90.0
     assert resolve_threshold(models, 42.0) == 42.0
+
+
+def test_drop_from_sets_keeps_only_own_pixels() -> None:
+    """``--sets-drop wall``: a CamVid Building pixel trains building only; nothing else changes."""
+    real = R.RealSet("x", [], [], R.camvid_target_sets())
+    wall, building = CLASS_NAMES.index("wall"), CLASS_NAMES.index("building")
+    assert real.sets[building, wall]  # the default lets Building pixels be called wall
+    dropped = R.drop_from_sets(real, ["wall"])
+    assert dropped.sets[:, wall].sum() == 1 and dropped.sets[wall, wall]  # only a wall label accepts wall
+    assert dropped.sets[building, building] and not dropped.sets[building, wall]
+    others = [k for k in range(NUM_CLASSES) if k != wall]
+    assert np.array_equal(dropped.sets[:, others], real.sets[:, others])
+    assert real.sets[building, wall]  # the input is not modified
+    with pytest.raises(ValueError, match="unknown class"):
+        R.drop_from_sets(real, ["walls"])

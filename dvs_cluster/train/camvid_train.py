@@ -278,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="DN pairs per real training image under simulated camera motion (default: the budget's)",
     )
+    ap.add_argument(
+        "--sets-drop",
+        default="",
+        help="comma list of trainId names no CamVid pixel may take unless it is their own class "
+        "(e.g. 'wall': CamVid Building pixels then train building only)",
+    )
     ap.add_argument("--dn-seeds", type=int, default=None, help="synthetic sequences for the DN data")
     ap.add_argument("--dn-steps", type=int, default=None, help="DN training steps")
     ap.add_argument("--seed", type=int, default=0)
@@ -334,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = list(range(D.SEG_SEED0, D.SEG_SEED0 + b.seg_seeds))
         synth = D.make_seg_set(seeds, b.seg_frames, b.seg_stride)
         real = R.load_pairs([R.camvid_pairs(root, s) for s in b.camvid_splits], b.camvid_limit)
+        real = R.drop_from_sets(real, [n.strip() for n in a.sets_drop.split(",") if n.strip()])
         log(f"[data] {real.name}: {len(real)} real images; {len(synth.images)} synthetic frames")
         seg = SegNet(SEG_WIDTHS[width])
         if init is not None:

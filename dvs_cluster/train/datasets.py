@@ -39,14 +39,14 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from dvs_cluster.core.classes import IGNORE_LABEL, NUM_CLASSES
+from dvs_cluster.core.classes import CLASS_NAMES, IGNORE_LABEL, NUM_CLASSES
 
 U8 = npt.NDArray[np.uint8]
 
@@ -293,6 +293,18 @@ def load_pairs(pairs: PairList | Sequence[PairList], limit: int | None = None) -
             labs.append(lb)
     sets = lists[0].target_sets
     return RealSet("+".join(p.name for p in lists), imgs, labs, sets)
+
+
+def drop_from_sets(real: RealSet, names: Sequence[str]) -> RealSet:
+    """``real`` whose target sets no longer accept the trainIds ``names`` except for their own pixels."""
+    sets = real.sets.copy()
+    for name in names:
+        if name not in CLASS_NAMES:
+            raise ValueError(f"unknown class {name!r} (one of {', '.join(CLASS_NAMES)})")
+        k = CLASS_NAMES.index(name)
+        sets[:, k] = False
+        sets[k, k] = True
+    return replace(real, sets=sets)
 
 
 def crop_at_scale(
