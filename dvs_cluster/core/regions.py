@@ -134,8 +134,7 @@ class RegionGrid:
 
     def split(self, frame: npt.NDArray[T]) -> list[npt.NDArray[T]]:
         """Padded crops of all regions, in region order (contiguous copies: safe to keep as keys)."""
-        self._check_frame(frame)
-        return [np.ascontiguousarray(frame[r.padded_slices]) for r in self.regions]
+        return [np.ascontiguousarray(v) for v in self.views(frame)]
 
     def views(self, frame: npt.NDArray[T]) -> list[npt.NDArray[T]]:
         """

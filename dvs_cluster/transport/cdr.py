@@ -23,10 +23,10 @@ import numpy.typing as npt
 
 HEADER_LE = b"\x00\x01\x00\x00"  # encapsulation: CDR little endian, no options
 
-_U32 = struct.Struct("<I")
-_I32 = struct.Struct("<i")
-_U64 = struct.Struct("<Q")
-_F32 = struct.Struct("<f")
+U32 = struct.Struct("<I")
+I32 = struct.Struct("<i")
+U64 = struct.Struct("<Q")
+F32 = struct.Struct("<f")
 
 
 class CdrError(ValueError):
@@ -70,19 +70,19 @@ class CdrWriter:
 
     def u32(self, value: int) -> int:
         """uint32; returns its offset in the payload."""
-        return self._put(_U32, value)
+        return self._put(U32, value)
 
     def i32(self, value: int) -> int:
         """int32."""
-        return self._put(_I32, value)
+        return self._put(I32, value)
 
     def u64(self, value: int) -> int:
         """uint64; returns its offset in the payload."""
-        return self._put(_U64, value)
+        return self._put(U64, value)
 
     def f32(self, value: float) -> int:
         """float32."""
-        return self._put(_F32, value)
+        return self._put(F32, value)
 
     def f64s(self, values: tuple[float, ...]) -> None:
         """Consecutive float64 fields (e.g. a struct of them)."""
@@ -188,22 +188,22 @@ class CdrReader:
 
     def u32(self) -> int:
         """uint32."""
-        value: int = self._get(_U32)
+        value: int = self._get(U32)
         return value
 
     def i32(self) -> int:
         """int32."""
-        value: int = self._get(_I32)
+        value: int = self._get(I32)
         return value
 
     def u64(self) -> int:
         """uint64."""
-        value: int = self._get(_U64)
+        value: int = self._get(U64)
         return value
 
     def f32(self) -> float:
         """float32."""
-        value: float = self._get(_F32)
+        value: float = self._get(F32)
         return value
 
     def f64s(self, count: int) -> tuple[float, ...]:

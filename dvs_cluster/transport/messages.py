@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from .cdr import CdrError, CdrReader, CdrWriter
+from .cdr import U32, U64, CdrError, CdrReader, CdrWriter
 
 PACKAGE = "dvs_cluster_interfaces"
 TYPE_PREFIX = f"{PACKAGE}/msg/"
@@ -113,8 +113,6 @@ _SlaveStatus = _T[SLAVE_STATUS]
 _EMPTY_U8: UInt8Array = np.zeros(0, dtype=np.uint8)
 _EMPTY_U32 = np.zeros(0, dtype=np.uint32)
 _TIME = struct.Struct("<iI")  # builtin_interfaces/Time: sec, nanosec
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -519,8 +517,8 @@ class _TaskTemplate:
         out = bytearray(image_end + len(self.tail))
         out[: len(self.head)] = self.head
         _TIME.pack_into(out, 4, *_sec_nanosec(task.stamp))  # header.stamp: the first field
-        _U64.pack_into(out, self.sequence_at, task.sequence)
-        _U32.pack_into(out, self.attempt_at, task.attempt)
+        U64.pack_into(out, self.sequence_at, task.sequence)
+        U32.pack_into(out, self.attempt_at, task.attempt)
         pixels = np.frombuffer(out, np.uint8, count=image.size, offset=self.image_at)
         np.copyto(pixels.reshape(image.shape), image)
         out[image_end:] = self.tail
