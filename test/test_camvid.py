@@ -264,6 +264,38 @@ def test_mixed_smoke_training(tmp_path: Path, camvid_root: Path) -> None:
     assert info2["stages"]["seg"]["warm_start"]["prior_steps"] == info["stages"]["seg"]["steps"]
 
 
+@needs_torch
+@needs_camvid
+@pytest.mark.train
+def test_device_sampler_training_then_export_elsewhere(tmp_path: Path, camvid_root: Path) -> None:
+    """gpu-tiny: train with the device sampler, checkpoint only; a second run exports it and records it."""
+    pytest.importorskip("dvs_cluster.data.synthetic", reason="synthetic generator not available")
+    import onnxruntime as ort
+
+    from dvs_cluster.train.camvid_train import main
+
+    common = ["--budget", "gpu-tiny", "--camvid", str(camvid_root), "--threads", "1"]
+    work, out = tmp_path / "work", tmp_path / "models"
+    cache = tmp_path / "cache"
+    train = [*common, "--stages", "seg", "--no-export", "--work", str(work), "--out", str(tmp_path / "none")]
+    assert main([*train, "--synth-cache", str(cache)]) == 0
+    # --out holds --base's files (copied as always) and no new seg.onnx.
+    assert (tmp_path / "none" / "seg.onnx").read_bytes() == (ROOT / "models" / "seg.onnx").read_bytes()
+    assert len(list(cache.glob("*.npy"))) == 2  # the synthetic set, kept for the next run
+    ck = work / "seg_camvid.pt"
+    assert ck.is_file()
+    assert main([*common, "--stages", "export", "--out", str(out), "--base", str(ROOT / "models")]) == 2
+    export = [*common, "--stages", "export", "--init", str(ck), "--out", str(out)]
+    assert main([*export, "--base", str(ROOT / "models")]) == 0
+    sess = ort.InferenceSession(str(out / "seg.onnx"), providers=["CPUExecutionProvider"])
+    (lg,) = sess.run(None, {"image": np.zeros((1, 256, 512, 3), np.uint8)})
+    assert lg.shape == (1, NUM_CLASSES, 64, 128)
+    seg = json.loads((out / "training.json").read_text())["stages"]["seg"]
+    assert seg["steps"] == 3 and seg["partial"] is False and "--no-export" in seg["command"]
+    assert "--stages export" in seg["exported_by"] and seg["onnx_max_abs_diff"]["logits"] < 1e-3
+    assert "rare-class sampling" in seg["data_description"]
+
+
 def test_real_data_helpers_do_not_import_torch() -> None:
     """datasets.py and realeval.py run on numpy/onnxruntime only (evaluation without the [train] torch)."""
     import ast

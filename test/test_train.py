@@ -101,3 +101,14 @@ def test_confusion_summary_names_share_and_main_confusion() -> None:
     assert s["pixel_share"][CLASS_NAMES[3]] is None  # wall: no GT pixels
     assert s["confused_with"][CLASS_NAMES[4]] == [CLASS_NAMES[3], pytest.approx(70.0)]
     assert s["confused_with"][CLASS_NAMES[0]] is None  # never wrong
+
+
+def test_seg_set_parallel_and_cached(tmp_path: Path) -> None:
+    """Rendering in worker processes gives the same bytes; the cache returns them without rendering."""
+    from dvs_cluster.train import data as D
+
+    one = D.make_seg_set([1000, 1001], 2, 5)
+    two = D.make_seg_set([1000, 1001], 2, 5, workers=2, cache=tmp_path)
+    assert np.array_equal(one.images, two.images) and np.array_equal(one.labels, two.labels)
+    again = D.make_seg_set([1000, 1001], 2, 5, cache=tmp_path)
+    assert isinstance(again.images, np.memmap) and np.array_equal(again.labels, one.labels)

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ from dvs_cluster.train.nets import DecisionNet, SegConfig, SegNet, param_count
 SEG_WIDTHS: dict[str, SegConfig] = {
     "default": SegConfig(),
     "wide": SegConfig(stem=32, c4=64, c8=128, c16=256, c32=384, n16=6, n32=4, ctx=192, dec=128),
+    # Sized for a GPU run (2.0 M and 3.2 M params; ~1.55x and ~2.3x the default's CPU cost per region,
+    # both inside the 80 ms budget: docs/CAMVID.md).
+    "large": SegConfig(stem=32, c4=64, c8=160, c16=256, c32=448, n16=8, n32=4, ctx=256, dec=160),
+    "xlarge": SegConfig(stem=32, c4=96, c8=192, c16=320, c32=512, n16=8, n32=6, ctx=256, dec=192),
 }
 
 
@@ -69,6 +74,11 @@ class CamvidBudget:
     dn_real_max_gap: int = 10
     dn_seeds: int | None = None  # override of the DN budget's synthetic sequences
     dn_steps: int | None = None  # and of its loop steps
+    # "cpu": numpy crop loops (data.seg_crops / datasets.real_crops); "device": devcrops.DeviceCrops,
+    # the sets held and cropped on the training device (what a GPU needs to be kept busy).
+    sampler: str = "cpu"
+    rare: float = 0.0  # share of crops placed by rare-class sampling (device sampler only)
+    data_workers: int = 1  # processes rendering the synthetic frames
 
 
 CAMVID_BUDGETS: dict[str, CamvidBudget] = {
@@ -116,6 +126,41 @@ CAMVID_BUDGETS: dict[str, CamvidBudget] = {
         seg=LoopConfig(12000, 8, 256, 256, 3e-3, max_seconds=4500),
         dn_budget="full",
     ),
+    # Tests / smoke of the "gpu" recipe on any device: device sampler, rare-class sampling, 2 workers.
+    "gpu-tiny": CamvidBudget(
+        seg_seeds=2,
+        seg_frames=2,
+        seg_stride=5,
+        camvid_splits=("train",),
+        camvid_limit=4,
+        real_per_batch=2,
+        jitter=(0.75, 1.5),
+        set_targets=True,
+        width="default",
+        seg=LoopConfig(3, 4, 128, 256, 1e-3, log_every=1),
+        dn_budget="tiny",
+        sampler="device",
+        rare=0.5,
+        data_workers=2,
+    ),
+    # One GPU (issue 3's seg target): 5x the synthetic sequences, region-sized crops (256x512), 12 of
+    # 32 real, half the crops placed by rare-class sampling; the wall-clock cap sets the step count.
+    "gpu": CamvidBudget(
+        seg_seeds=160,
+        seg_frames=16,
+        seg_stride=7,
+        camvid_splits=("train", "val"),
+        camvid_limit=None,
+        real_per_batch=12,
+        jitter=(0.75, 1.5),
+        set_targets=True,
+        width="default",
+        seg=LoopConfig(60000, 32, 256, 512, 2e-3, max_seconds=600, log_every=250),
+        dn_budget="full",
+        sampler="device",
+        rare=0.5,
+        data_workers=12,
+    ),
 }
 
 
@@ -154,6 +199,7 @@ def train_seg_mixed(
     b: CamvidBudget,
     seed: int,
     device: torch.device,
+    on_checkpoint: Callable[[int, float], None] | None = None,
 ) -> LoopResult:
     """Every batch: (batch - real_per_batch) synthetic crops + real_per_batch CamVid crops."""
     cfg = b.seg
@@ -165,19 +211,48 @@ def train_seg_mixed(
     sets = torch.from_numpy(np.stack([R.identity_sets(), real_sets])).to(device)
     source = torch.tensor([0] * (cfg.batch - k) + [1] * k, dtype=torch.int64, device=device)
     net.to(device)
+    draw = _device_draw(synth, real, b, seed, device) if b.sampler == "device" else None
+    # bf16 autocast on a GPU (the loss stays float32); CPU runs stay float32 as before.
+    amp = device.type == "cuda"
 
     def step_fn(_: int) -> Tensor:
-        xs_s, ys_s = seg_crops(synth, cfg.batch - k, cfg.crop_h, cfg.crop_w, rng)
-        xs_r, ys_r = R.real_crops(real, k, cfg.crop_h, cfg.crop_w, rng, b.jitter)
-        xs, ys = np.concatenate([xs_s, xs_r]), np.concatenate([ys_s, ys_r])
-        x = _jitter(torch.from_numpy(xs), gen).to(device)
-        y = torch.from_numpy(ys.astype(np.int64)).to(device)
-        up = F.interpolate(net(x), size=y.shape[1:], mode="bilinear", align_corners=False)
+        if draw is not None:
+            x, y = draw(cfg.batch - k, k)
+        else:
+            xs_s, ys_s = seg_crops(synth, cfg.batch - k, cfg.crop_h, cfg.crop_w, rng)
+            xs_r, ys_r = R.real_crops(real, k, cfg.crop_h, cfg.crop_w, rng, b.jitter)
+            x = torch.from_numpy(np.concatenate([xs_s, xs_r]))
+            y = torch.from_numpy(np.concatenate([ys_s, ys_r]).astype(np.int64)).to(device)
+        x = _jitter(x, gen).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = net(x)
+        up = F.interpolate(logits.float(), size=y.shape[1:], mode="bilinear", align_corners=False)
         return set_cross_entropy(up, y, source, sets, weights)
 
-    res = _run("seg", cfg, net, step_fn, list(net.parameters()))
+    res = _run("seg", cfg, net, step_fn, list(net.parameters()), on_checkpoint=on_checkpoint)
     net.cpu()
     return res
+
+
+def _device_draw(
+    synth: D.SegSet, real: R.RealSet, b: CamvidBudget, seed: int, device: torch.device
+) -> Callable[[int, int], tuple[Tensor, Tensor]]:
+    """Both sets on ``device`` (devcrops.DeviceCrops); returns draw(n_synth, n_real) -> (x, y)."""
+    from dvs_cluster.train.devcrops import DeviceCrops
+
+    t0 = time.time()
+    cs = DeviceCrops(synth.images, synth.labels, device, rare=b.rare, seed=seed)
+    scales = [R.runtime_scale(im.shape[1], im.shape[0]) for im in real.images]
+    cr = DeviceCrops(real.images, real.labels, device, scales, b.jitter, rare=b.rare, seed=seed + 1)
+    log(f"[seg] sets on {device} in {time.time() - t0:.0f}s (rare-class sampling {b.rare:.0%} of crops)")
+    cfg = b.seg
+
+    def draw(n_synth: int, n_real: int) -> tuple[Tensor, Tensor]:
+        xs, ys = cs.sample(n_synth, cfg.crop_h, cfg.crop_w)
+        xr, yr = cr.sample(n_real, cfg.crop_h, cfg.crop_w)
+        return torch.cat([xs, xr]), torch.cat([ys, yr])
+
+    return draw
 
 
 def _letterboxed_region(real: R.RealSet) -> Tensor:
@@ -251,6 +326,31 @@ def retrain_dn(
     }
 
 
+def _export_seg(
+    seg: SegNet,
+    out: Path,
+    example: Tensor,
+    stage: dict[str, Any],
+    ck: dict[str, Any],
+    info: dict[str, Any],
+    cmd: str,
+) -> None:
+    """seg.onnx into ``out`` (checked against torch) and its record into ``info`` (training.json)."""
+    lo, hi = ck["seed_range"]
+    meta = {
+        "training_command": cmd,
+        "budget": ck["budget"],
+        "train_seeds": f"{lo}-{hi}",
+        "train_real": ck["train_real"],
+        "steps": str(stage["steps"]),
+        "data_terms": "CamVid (Brostow et al. 2008): research use",
+    }
+    diff = _export_checked(seg, "seg", out / "seg.onnx", (example,), meta)
+    info["seed_ranges"] = {**info.get("seed_ranges", {}), "seg_train": [lo, hi]}
+    info["stages"]["seg"] = {**stage, "onnx_max_abs_diff": diff, "size_mb": _size_mb(out / "seg.onnx")}
+    info["camvid_training"] = True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train the mixed seg net (+ DN) into --out; --eval adds metrics, CamVid and video sections."""
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.camvid_train", description=__doc__)
@@ -260,7 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("build/camvid/work"), help="checkpoints")
     ap.add_argument("--camvid", default="auto", help="CamVid folder or 'auto' (see datasets.find_camvid)")
     ap.add_argument("--camvid-tar", type=Path, default=None, help="extract this tar to the cache if needed")
-    ap.add_argument("--stages", default="seg,dn", help="comma list of seg,dn")
+    ap.add_argument(
+        "--stages",
+        default="seg,dn",
+        help="comma list of seg,export,dn; 'export' writes seg.onnx from the --init checkpoint (a seg net "
+        "trained on another machine, e.g. with --no-export on a GPU machine)",
+    )
+    ap.add_argument("--no-export", action="store_true", help="seg stage: save the checkpoint only")
+    ap.add_argument("--synth-cache", type=Path, default=None, help="keep/reuse the synthetic set here (.npy)")
+    ap.add_argument("--data-workers", type=int, default=None, help="processes rendering synthetic frames")
+    ap.add_argument("--rare", type=float, default=None, help="share of crops by rare-class sampling")
     ap.add_argument("--width", choices=sorted(SEG_WIDTHS), default=None, help="override the budget's")
     ap.add_argument(
         "--seg-minutes", type=float, default=None, help="override the seg loop's wall-clock cap (minutes)"
@@ -302,6 +411,13 @@ def main(argv: list[str] | None = None) -> int:
         b = replace(b, seg=replace(b.seg, lr=a.lr))
     if a.dn_real_pairs is not None:
         b = replace(b, dn_real_pairs=a.dn_real_pairs)
+    if a.data_workers is not None:
+        b = replace(b, data_workers=a.data_workers)
+    if a.rare is not None:
+        if b.sampler != "device" and a.rare > 0:
+            print("--rare needs a budget with the device sampler (e.g. --budget gpu)", file=sys.stderr)
+            return 2
+        b = replace(b, rare=a.rare)
     if a.dn_seeds is not None or a.dn_steps is not None:
         b = replace(b, dn_seeds=a.dn_seeds, dn_steps=a.dn_steps)
     init: dict[str, Any] | None = None
@@ -338,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if "seg" in stages:
         t0 = time.time()
         seeds = list(range(D.SEG_SEED0, D.SEG_SEED0 + b.seg_seeds))
-        synth = D.make_seg_set(seeds, b.seg_frames, b.seg_stride)
+        synth = D.make_seg_set(seeds, b.seg_frames, b.seg_stride, b.data_workers, a.synth_cache)
         real = R.load_pairs([R.camvid_pairs(root, s) for s in b.camvid_splits], b.camvid_limit)
         real = R.drop_from_sets(real, [n.strip() for n in a.sets_drop.split(",") if n.strip()])
         log(f"[data] {real.name}: {len(real)} real images; {len(synth.images)} synthetic frames")
@@ -346,35 +462,11 @@ def main(argv: list[str] | None = None) -> int:
         if init is not None:
             seg.load_state_dict(init["state_dict"])
             log(f"[seg] warm start from {a.init} (+{init.get('steps', '?')} earlier steps)")
-        res = train_seg_mixed(seg, synth, real, b, a.seed, dev)
         prior = int(init.get("steps", 0)) if init else 0
         prior_s = float(init.get("loop_seconds", 0.0)) if init else 0.0
-        torch.save(
-            {
-                "width": width,
-                "state_dict": seg.state_dict(),
-                "steps": prior + res.steps,
-                "loop_seconds": prior_s + res.seconds,
-                "commands": [*(init.get("commands", []) if init else []), cmd],
-            },
-            a.work / "seg_camvid.pt",
-        )
-        meta = {
-            "training_command": cmd,
-            "budget": a.budget,
-            "train_seeds": f"{seeds[0]}-{seeds[-1]}",
-            "train_real": real.name,
-            "steps": str(res.steps),
-            "data_terms": "CamVid (Brostow et al. 2008): research use",
-        }
-        diff = _export_checked(seg, "seg", a.out / "seg.onnx", (_letterboxed_region(real),), meta)
-        info["seed_ranges"] = {**info.get("seed_ranges", {}), "seg_train": [seeds[0], seeds[-1]]}
-        info["stages"]["seg"] = {
-            "steps": res.steps,
-            "loop_seconds": round(res.seconds, 1),
-            "final_loss_ema": round(res.final_loss, 4),
-            "stage_seconds": round(time.time() - t0, 1),
+        stage: dict[str, Any] = {
             "command": cmd,
+            "device": str(dev),
             "warm_start": None
             if init is None
             else {
@@ -384,25 +476,76 @@ def main(argv: list[str] | None = None) -> int:
                 "prior_commands": list(init.get("commands", [])),
             },
             "params": param_count(seg),
-            "onnx_max_abs_diff": diff,
             "frames": int(len(synth.images)),
             "real_images": len(real),
             "real_name": real.name,
             "width": width,
             "seg_config": asdict(SEG_WIDTHS[width]),
             "loop": asdict(b.seg),
-            "size_mb": _size_mb(a.out / "seg.onnx"),
             "data_description": (
                 f"{len(synth.images)} synthetic frames 1024x512 + {len(real)} CamVid images ({real.name}) "
                 f"at the run-time scale x{b.jitter[0]}..{b.jitter[1]}; {b.real_per_batch} of "
                 f"{b.seg.batch} crops real, {b.seg.crop_w}x{b.seg.crop_h}, flips, colour jitter"
+                + (f", {b.rare:.0%} of crops by rare-class sampling" if b.rare else "")
             ),
             "set_targets": b.set_targets,
             "data_terms": "CamVid is distributed for research use",
         }
-        info["camvid_training"] = True
-        info_path.write_text(json.dumps(info, indent=2))
+        ckpt_meta = {"seed_range": [seeds[0], seeds[-1]], "train_real": real.name, "budget": a.budget}
+
+        def save(steps: int, seconds: float, partial: bool) -> None:
+            # Written whole, then renamed: a host that stops the run mid-write leaves the last good file.
+            tmp = a.work / "seg_camvid.pt.part"
+            torch.save(
+                {
+                    "width": width,
+                    "state_dict": {k: v.detach().cpu() for k, v in seg.state_dict().items()},
+                    "steps": prior + steps,
+                    "loop_seconds": prior_s + seconds,
+                    "commands": [*(init.get("commands", []) if init else []), cmd],
+                    "partial": partial,
+                    "stage": {**stage, "steps": steps, "loop_seconds": round(seconds, 1)},
+                    **ckpt_meta,
+                },
+                tmp,
+            )
+            os.replace(tmp, a.work / "seg_camvid.pt")
+
+        res = train_seg_mixed(
+            seg, synth, real, b, a.seed, dev, on_checkpoint=lambda n, sec: save(n, sec, True)
+        )
+        stage.update(
+            {
+                "steps": res.steps,
+                "loop_seconds": round(res.seconds, 1),
+                "final_loss_ema": round(res.final_loss, 4),
+                "stage_seconds": round(time.time() - t0, 1),
+            }
+        )
+        save(res.steps, res.seconds, False)
+        example = _letterboxed_region(real)
         del synth, real
+        if not a.no_export:
+            _export_seg(seg, a.out, example, stage, ckpt_meta, info, cmd)
+            info_path.write_text(json.dumps(info, indent=2))
+
+    if "export" in stages:
+        # A checkpoint trained elsewhere (e.g. on a GPU machine): seg.onnx and the card's record from it.
+        src = a.init
+        if src is None or "seg" in stages:
+            print("--stages export takes the checkpoint from --init, without the seg stage", file=sys.stderr)
+            return 2
+        ck = torch.load(src, map_location="cpu")
+        if ck.get("partial"):
+            log(f"[export] {src} is a partial checkpoint (its run stopped after {ck['steps']} steps)")
+        seg = SegNet(SEG_WIDTHS[ck["width"]])
+        seg.load_state_dict(ck["state_dict"])
+        one = R.load_pairs([R.camvid_pairs(root, b.camvid_splits[0])], 1)
+        stage = {**ck["stage"], "checkpoint": str(src), "partial": bool(ck.get("partial", False))}
+        stage["exported_by"] = cmd
+        meta = {"seed_range": ck["seed_range"], "train_real": ck["train_real"], "budget": ck["budget"]}
+        _export_seg(seg, a.out, _letterboxed_region(one), stage, meta, info, stage["command"])
+        info_path.write_text(json.dumps(info, indent=2))
 
     if "dn" in stages:
         t0 = time.time()

@@ -8,10 +8,12 @@ on; they are listed here once and written into the model metadata and card.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -60,18 +62,58 @@ class SegSet:
     seeds: list[int]
 
 
-def make_seg_set(seeds: Sequence[int], frames_per_seed: int, stride: int) -> SegSet:
-    """Frames t = 0, stride, 2*stride, ... of each seed (spaced so that consecutive frames differ)."""
+def _seg_frames(job: tuple[int, int, int]) -> tuple[U8, U8]:
+    seed, frames_per_seed, stride = job
+    v = _video(seed)
+    fs = [v.frame(k * stride) for k in range(frames_per_seed)]
+    return np.stack([f.image for f in fs]), np.stack([f.labels for f in fs])
+
+
+def make_seg_set(
+    seeds: Sequence[int], frames_per_seed: int, stride: int, workers: int = 1, cache: Path | None = None
+) -> SegSet:
+    """
+    Frames t = 0, stride, 2*stride, ... of each seed (spaced so that consecutive frames differ).
+
+    ``workers`` > 1 renders seeds in parallel processes (same bytes: every frame is a pure function of
+    its seed and index). ``cache``: a folder where the set is kept as .npy files, keyed by the seeds and
+    frames, so that several trainings on one machine render it once.
+    """
+    seeds = list(seeds)
+    stem = f"seg_{seeds[0]}-{seeds[-1]}x{len(seeds)}_f{frames_per_seed}s{stride}"
+    if cache is not None and (cache / f"{stem}.labels.npy").is_file():
+        log(f"[data] seg set from {cache / stem}.*.npy")
+        images = np.load(cache / f"{stem}.images.npy", mmap_mode="r")
+        labels = np.load(cache / f"{stem}.labels.npy", mmap_mode="r")
+        return SegSet(images, labels, seeds)
+    jobs = [(s, frames_per_seed, stride) for s in seeds]
     imgs, labs = [], []
     t0 = time.time()
-    for i, s in enumerate(seeds):
-        v = _video(s)
-        for k in range(frames_per_seed):
-            f = v.frame(k * stride)
-            imgs.append(f.image)
-            labs.append(f.labels)
-        log(f"[data] seg seed {s} ({i + 1}/{len(seeds)}) {len(imgs)} frames {time.time() - t0:.0f}s")
-    return SegSet(np.stack(imgs), np.stack(labs), list(seeds))
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            results = pool.imap(_seg_frames, jobs)
+            for i, (im, lb) in enumerate(results):
+                imgs.append(im)
+                labs.append(lb)
+                log(f"[data] seg seed {seeds[i]} ({i + 1}/{len(seeds)}) {time.time() - t0:.0f}s")
+    else:
+        for i, job in enumerate(jobs):
+            im, lb = _seg_frames(job)
+            imgs.append(im)
+            labs.append(lb)
+            log(f"[data] seg seed {seeds[i]} ({i + 1}/{len(seeds)}) {time.time() - t0:.0f}s")
+    out = SegSet(np.concatenate(imgs), np.concatenate(labs), seeds)
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        # Labels last: their file marks a complete set (each file appears whole, by rename).
+        for part, arr in (("images", out.images), ("labels", out.labels)):
+            tmp = cache / f"{stem}.{part}.npy.part"
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+            os.replace(tmp, cache / f"{stem}.{part}.npy")
+    return out
 
 
 def flow_to_grid(

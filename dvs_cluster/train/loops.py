@@ -66,6 +66,7 @@ def _jitter(x: Tensor, gen: torch.Generator, same_for: int = 1) -> Tensor:
     s = 0.7 + 0.6 * torch.rand(n, 1, 1, 1, generator=gen)
     if same_for > 1:
         b, c, s = (t.repeat(same_for, 1, 1, 1) for t in (b, c, s))
+    b, c, s = (t.to(x.device) for t in (b, c, s))
     gray = xf.mean(dim=3, keepdim=True)
     xf = gray + (xf - gray) * s
     mean = xf.mean(dim=(1, 2, 3), keepdim=True)
@@ -80,11 +81,21 @@ def _run(
     step_fn: Callable[[int], Tensor],
     params: list[nn.Parameter],
     weight_decay: float = 1e-4,
+    on_checkpoint: Callable[[int, float], None] | None = None,
+    checkpoint_every_s: float = 60.0,
 ) -> LoopResult:
+    """
+    The shared loop: AdamW, warm-up + cosine by progress (steps or wall clock), EMA loss log.
+
+    ``on_checkpoint(steps_done, seconds)`` is called every ``checkpoint_every_s`` (model in train mode;
+    the callback saves what it needs), so a run cut short by its host still leaves weights behind.
+    """
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=weight_decay)
     model.train()
     t0 = time.time()
-    ema = float("nan")
+    last_ckpt = t0
+    # The EMA stays a tensor on the model's device: reading a GPU loss every step would stall the queue.
+    ema: Tensor | None = None
     step = 0
     for step in range(cfg.steps):
         # Progress is steps or wall clock, whichever is further: a capped run still anneals fully.
@@ -99,16 +110,20 @@ def _run(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        lv = float(loss.detach())
-        ema = lv if math.isnan(ema) else 0.95 * ema + 0.05 * lv
+        cur = loss.detach().float()
+        ema = cur if ema is None else 0.95 * ema + 0.05 * cur
         el = time.time() - t0
+        if on_checkpoint is not None and time.time() - last_ckpt >= checkpoint_every_s:
+            on_checkpoint(step + 1, el)
+            last_ckpt = time.time()
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             eta = min(el / (step + 1) * (cfg.steps - step - 1), cfg.max_seconds - el)
             log(
-                f"[{name}] step {step + 1}/{cfg.steps} loss {lv:.4f} (ema {ema:.4f}) {el:.0f}s eta {eta:.0f}s"
+                f"[{name}] step {step + 1}/{cfg.steps} loss {float(cur):.4f} (ema {float(ema):.4f}) "
+                f"{el:.0f}s eta {eta:.0f}s"
             )
     model.eval()
-    return LoopResult(step + 1, time.time() - t0, ema)
+    return LoopResult(step + 1, time.time() - t0, float("nan") if ema is None else float(ema))
 
 
 def class_weights(s: SegSet) -> Tensor:
