@@ -467,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         stage: dict[str, Any] = {
             "command": cmd,
             "device": str(dev),
+            "torch": str(torch.__version__),
             "warm_start": None
             if init is None
             else {

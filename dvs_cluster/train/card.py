@@ -100,6 +100,7 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
             "python -m dvs_cluster.train --budget full --out models --work build/train --eval",
             *ws.get("prior_commands", []),
             stages.get("seg", {}).get("command"),
+            stages.get("seg", {}).get("exported_by"),
             stages.get("dn", {}).get("command"),
             (training.get("threshold_selection") or {}).get("command"),
         ]
@@ -113,9 +114,15 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     add("  The commands that produced these files, per stage:")
     add("")
     for name in ("seg", "flow", "dn"):
-        cmd = training.get("stages", {}).get(name, {}).get("command")
+        st = training.get("stages", {}).get(name, {})
+        cmd = st.get("command")
         if cmd:
-            add(f"  - {name}: `{_home(cmd)}`")
+            where = ""
+            if st.get("device") and st.get("device") != training.get("device"):
+                where = f" (on `{st['device']}`" + (f", torch {st['torch']}" if st.get("torch") else "") + ")"
+            add(f"  - {name}: `{_home(cmd)}`{where}")
+            if st.get("exported_by"):
+                add(f"    exported from its checkpoint by `{_home(st['exported_by'])}`")
     add("")
     add("| stage | train seeds | data | steps | loop (s) | stage total (s) | max abs ONNX-torch diff |")
     add("|---|---|---|---|---|---|---|")

@@ -27,8 +27,8 @@ FEATURE_GRID = (4, 8)
 def _normalise(image: Tensor) -> Tensor:
     """uint8 NHWC RGB -> float NCHW, ImageNet-normalised (inside the graph, so the runtime does nothing)."""
     x = image.permute(0, 3, 1, 2).to(torch.float32)
-    mean = torch.tensor(_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(_STD, dtype=torch.float32).view(1, 3, 1, 1)
+    mean = torch.tensor(_MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(_STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

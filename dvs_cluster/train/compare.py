@@ -1,0 +1,73 @@
+"""
+`python -m dvs_cluster.train.compare DIR [DIR ...]`: seg nets side by side, to choose one to ship.
+
+For each model directory: seg mIoU on the model card's held-out set (evaluate.SEG_EVAL_SEEDS, 4 seeds x 8
+frames), on a wider held-out set (16 seeds x 4 frames, also >= EVAL_SEED0, never trained on: fewer frames
+per sequence, more sequences, so rare classes weigh less on luck), per-class IoU of both, CamVid test
+mIoU when CamVid is found, and the seg net's CPU cost per region. One JSON line per directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dvs_cluster.core.classes import CLASS_NAMES
+from dvs_cluster.train import data as D
+from dvs_cluster.train import evaluate as E
+from dvs_cluster.train.cost import _median_ms, session
+from dvs_cluster.train.flowpath import iou_per_class, miou
+
+WIDE_SEEDS = tuple(range(D.EVAL_SEED0, D.EVAL_SEED0 + 16))
+WIDE_FRAMES, WIDE_STRIDE = 4, 22
+
+
+def compare(model_dir: Path, camvid: Path | None) -> dict[str, object]:
+    """The numbers above for one directory holding seg.onnx."""
+    import numpy as np
+
+    s = session(model_dir / "seg.onnx", 1)
+    out: dict[str, object] = {"models": str(model_dir)}
+    for name, conf in (
+        ("card_set", E.seg_eval(s)),
+        ("wide_set", E.seg_eval(s, WIDE_SEEDS, WIDE_FRAMES, WIDE_STRIDE)),
+    ):
+        iou, present = iou_per_class(conf)
+        out[f"miou_{name}"] = round(miou(conf), 2)
+        out[f"iou_{name}"] = {
+            c: (round(float(v) * 100, 1) if p else None)
+            for c, v, p in zip(CLASS_NAMES, iou, present, strict=True)
+        }
+    if camvid is not None:
+        from dvs_cluster.train import realeval
+
+        cv = realeval.camvid_eval(s, camvid, "test")
+        out["camvid_test_miou"] = round(float(cv["miou"]), 2)
+    img = np.random.default_rng(0).integers(0, 256, (1, 256, 512, 3), dtype=np.uint8)
+    out["seg_ms_per_region_1_thread"] = round(_median_ms(s, {"image": img}, 20, 3), 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one JSON line per model directory."""
+    ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.compare", description=__doc__)
+    ap.add_argument("models", nargs="+", type=Path, help="directories holding seg.onnx")
+    ap.add_argument("--camvid", default="auto", help="CamVid folder, 'auto' or 'none'")
+    a = ap.parse_args(argv)
+    root = None
+    if a.camvid != "none":
+        from dvs_cluster.train import datasets as R
+
+        root = R.find_camvid(None if a.camvid == "auto" else a.camvid)
+    for d in a.models:
+        if not (d / "seg.onnx").is_file():
+            print(f"{d}: no seg.onnx", file=sys.stderr)
+            return 2
+        print(json.dumps(compare(d, root)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
