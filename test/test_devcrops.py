@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,17 @@ def test_mixed_sizes_are_refused() -> None:
             [np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8)],
             torch.device("cpu"),
         )
+
+
+def test_a_missing_device_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--device cuda without CUDA (or a misspelt device) stops with exit 2 and one line naming it."""
+    import torch
+
+    from dvs_cluster.train.camvid_train import main
+
+    args = ["--budget", "gpu-tiny", "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w")]
+    assert main([*args, "--device", "gpu0"]) == 2
+    assert "--device gpu0" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err

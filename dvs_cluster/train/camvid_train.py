@@ -432,7 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     width = a.width or (init["width"] if init else b.width)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
-    dev = torch.device(a.device)
+    try:
+        dev = torch.device(a.device)
+    except RuntimeError as exc:
+        print(f"--device {a.device}: {exc}", file=sys.stderr)
+        return 2
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        print(f"--device {a.device}: this torch ({torch.__version__}) sees no CUDA device", file=sys.stderr)
+        return 2
     stages = {s.strip() for s in a.stages.split(",") if s.strip()}
 
     root = R.camvid_root(None if a.camvid == "auto" else a.camvid, a.camvid_tar)
