@@ -81,3 +81,17 @@ def test_seg_miou_matches_model_card() -> None:
     metrics = json.loads((MODELS / "metrics.json").read_text())
     got = miou(seg_eval(_session("seg.onnx")))
     assert abs(got - metrics["seg"]["miou"]) <= 2.0, (got, metrics["seg"]["miou"])
+
+
+def test_flow_path_with_ground_truth_flow_bounds_the_flow_net(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One held-out pair 3 frames apart: GT flow beats the net's flow, which beats copying the key."""
+    pytest.importorskip("dvs_cluster.data.synthetic", reason="synthetic generator not available")
+    from dvs_cluster.train import evaluate as E
+
+    monkeypatch.setattr(E, "FLOW_EVAL_SEEDS", (9010,))
+    monkeypatch.setattr(E, "FLOW_EVAL_KEYS", (60,))
+    monkeypatch.setattr(E, "INTERVALS", (3,))
+    r = E.flow_eval(_session("seg.onnx"), _session("flow.onnx"))["3"]
+    assert r["pairs"] == 1 and r["epe"] < r["epe_zero_flow"]
+    assert r["miou_flow_path_gt_flow"] > r["miou_flow_path"] > r["miou_key_copy"]
+    assert r["miou_seg_every_frame"] > r["miou_flow_path_gt_flow"]

@@ -66,6 +66,7 @@ def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession) -> dict[str
         conf_flow = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
         conf_copy = np.zeros_like(conf_flow)
         conf_seg = np.zeros_like(conf_flow)
+        conf_gt = np.zeros_like(conf_flow)  # flow path fed the GT flow: what a flow net could reach
         pairs = 0
         for s in FLOW_EVAL_SEEDS:
             for tk in FLOW_EVAL_KEYS:
@@ -87,6 +88,7 @@ def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession) -> dict[str
                     zero_sum += float(np.linalg.norm(g, axis=0)[v].sum())
                     n_valid += int(v.sum())
                     conf_flow += confusion(flow_path(klg[r], fl[r], rh, rw), lab)  # type: ignore[arg-type]
+                    conf_gt += confusion(flow_path(klg[r], np.ascontiguousarray(g), rh, rw), lab)  # type: ignore[arg-type]
                     conf_copy += confusion(upsample_argmax(klg[r], rh, rw), lab)  # type: ignore[arg-type]
                     conf_seg += confusion(upsample_argmax(clg[r], rh, rw), lab)  # type: ignore[arg-type]
                 pairs += 1
@@ -96,6 +98,7 @@ def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession) -> dict[str
             "epe_zero_flow": zero_sum / max(1, n_valid),
             "miou_flow_path": miou(conf_flow),
             "miou_key_copy": miou(conf_copy),
+            "miou_flow_path_gt_flow": miou(conf_gt),
             "miou_seg_every_frame": miou(conf_seg),
         }
         log(f"[eval] interval {d}: {res[str(d)]}")
