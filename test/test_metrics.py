@@ -59,3 +59,24 @@ def test_latency_fps_pathmix() -> None:
     assert mix.seg_fraction == 0.25 and mix.total == 4
     with pytest.raises(ValueError):
         mix.add("bogus")
+
+
+def test_uint8_fast_path_counts_exactly_as_the_general_path() -> None:
+    """Byte-pair counting (uint8 maps) gives the same matrix, misses and IoU as the int64 path."""
+    rng = np.random.default_rng(7)
+    gt = rng.integers(0, 19, (37, 53)).astype(np.uint8)
+    pred = rng.integers(0, 19, (37, 53)).astype(np.uint8)
+    gt[rng.random(gt.shape) < 0.1] = 255  # ignored
+    gt[rng.random(gt.shape) < 0.02] = 40  # out of range: not scored either way
+    pred[rng.random(pred.shape) < 0.05] = 200  # an impossible class: wrong on its GT row
+    fast, slow = ConfusionMatrix(), ConfusionMatrix()
+    fast.update(pred, gt)
+    slow.update(pred.astype(np.int64), gt.astype(np.int64))
+    assert np.array_equal(fast.matrix, slow.matrix)
+    assert np.array_equal(fast.classes_present(), slow.classes_present())
+    np.testing.assert_array_equal(fast.iou(), slow.iou())
+    assert fast.pixel_accuracy() == slow.pixel_accuracy()
+    assert np.array_equal(
+        confusion_matrix(pred, gt), confusion_matrix(pred.astype(np.int32), gt.astype(np.int32))
+    )
+    assert fast.matrix.sum() + fast._missed.sum() == int(((gt != 255) & (gt < 19)).sum())
