@@ -8,6 +8,7 @@ on; they are listed here once and written into the model metadata and card.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -89,18 +90,15 @@ def make_seg_set(
     jobs = [(s, frames_per_seed, stride) for s in seeds]
     imgs, labs = [], []
     t0 = time.time()
-    if workers > 1:
-        import multiprocessing as mp
+    results: Iterable[tuple[U8, U8]]
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = pool.imap(_seg_frames, jobs)
-            for i, (im, lb) in enumerate(results):
-                imgs.append(im)
-                labs.append(lb)
-                log(f"[data] seg seed {seeds[i]} ({i + 1}/{len(seeds)}) {time.time() - t0:.0f}s")
-    else:
-        for i, job in enumerate(jobs):
-            im, lb = _seg_frames(job)
+            results = stack.enter_context(mp.get_context("spawn").Pool(workers)).imap(_seg_frames, jobs)
+        else:
+            results = map(_seg_frames, jobs)
+        for i, (im, lb) in enumerate(results):
             imgs.append(im)
             labs.append(lb)
             log(f"[data] seg seed {seeds[i]} ({i + 1}/{len(seeds)}) {time.time() - t0:.0f}s")
