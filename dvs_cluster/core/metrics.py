@@ -44,8 +44,8 @@ def _pair_counts(pred: npt.NDArray[np.integer], gt: npt.NDArray[np.integer]) -> 
     (256, 256) counts of (gt, pred) byte pairs in one bincount: the fast path for uint8 label maps.
 
     Rows of ignored or out-of-range GT and columns of out-of-range predictions are simply sliced away
-    by the callers, so no mask or int64 copy of the whole frame is made (~5x faster per 1024x512 frame,
-    which the master pays once per frame when it scores against ground truth).
+    by the callers, so no mask or int64 copy of the whole frame is made (9.7 -> 0.94 ms per random
+    1024x512 frame in a micro-benchmark; the master pays it once per frame it scores).
     """
     pairs = (gt.reshape(-1).astype(np.uint16) << 8) | pred.reshape(-1)
     return np.bincount(pairs, minlength=1 << 16).reshape(256, 256)
