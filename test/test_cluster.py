@@ -146,6 +146,23 @@ def test_run_two_slaves_matches_single_per_path_and_key(models: Path, tmp_path: 
         assert rep["scheduler"]["forwarded_keys"] > 0
 
 
+def test_run_three_slaves_ordered_equals_single(models: Path, tmp_path: Path) -> None:
+    # In-order regions: a region waits for the same region of the frame before, so with more slaves than
+    # one every step still starts from the key one board would hold: Single's paths, keys and labels.
+    rep, trace = run_cluster(models, tmp_path, 3, "--ordered")
+    check_accounting(rep, trace, 3)
+    assert rep["scheduler"]["ordered"] is True
+    _, _, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0)
+    paths = {(r["sequence"], r["region"]): (r["path"], r["key"]) for r in trace["regions"]}
+    for frame, res in ref:
+        assert np.array_equal(read_labels(tmp_path, frame.index), res.labels), frame.index
+        for o in res.outcomes:
+            key = frame.index if o.path == "seg" else o.key_timestep
+            assert paths[(frame.index, o.region)] == (o.path, key)
+    starts = sorted(trace["regions"], key=lambda r: r["t"])
+    assert len({r["slave"] for r in starts}) == 3  # the work was spread, not run by one slave
+
+
 # -- processes started one by one (fault tests) ---------------------------------------------------------
 
 

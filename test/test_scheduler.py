@@ -219,6 +219,45 @@ def test_affinity_prefers_freshest_key() -> None:
     assert dict(((r, s) for _, r, s in got)) == {0: "a", 1: "b"}
 
 
+def test_ordered_holds_a_region_behind_its_earlier_frame() -> None:
+    wm = WorkloadManager(2, max_in_flight=1, ordered=True)
+    for name in "abc":
+        wm.add_slave(name)
+    wm.submit(0)
+    wm.submit(1)
+    got = drain(wm)
+    # Two regions in flight; the third slave stays idle rather than start frame 1 on an older key.
+    assert [(s, r) for s, r, _ in got] == [(0, 0), (0, 1)]
+    slave_r1 = got[1][2]
+    assert wm.complete(slave_r1, 0, 1, seg=True) is Outcome.ACCEPTED
+    d = wm.next_dispatch(0.0)
+    assert d is not None and (d.job.sequence, d.job.region) == (1, 1)
+    assert wm.next_dispatch(0.0) is None  # region 0 of frame 1 still waits for frame 0's
+    # Without the option the same queue fills every slave.
+    plain = WorkloadManager(2, max_in_flight=1)
+    for name in "abc":
+        plain.add_slave(name)
+    plain.submit(0)
+    plain.submit(1)
+    assert [(s, r) for s, r, _ in drain(plain)] == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_ordered_region_depth_and_requeue() -> None:
+    wm = WorkloadManager(1, max_in_flight=1, ordered=True, region_depth=2)
+    for name in "abc":
+        wm.add_slave(name)
+    for seq in range(3):
+        wm.submit(seq)
+    got = drain(wm)
+    assert [(s, r) for s, r, _ in got] == [(0, 0), (1, 0)]  # two of the region at once, in frame order
+    # A slave that leaves gives its job back; the region's order is kept (frame 0 goes first again).
+    wm.remove_slave(got[0][2])
+    d = wm.next_dispatch(0.0)
+    assert d is not None and (d.job.sequence, d.job.attempt) == (0, 1)
+    with pytest.raises(ValueError):
+        WorkloadManager(1, region_depth=0)
+
+
 def test_restarted_slave_starts_with_empty_key_table() -> None:
     wm = WorkloadManager(1)
     wm.add_slave("a")

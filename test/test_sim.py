@@ -142,6 +142,18 @@ def test_key_policy_and_accuracy_follow_the_oracle() -> None:
     assert q.miou is not None and exact.miou is not None and q.miou <= exact.miou
 
 
+def test_ordered_regions_make_single_decisions() -> None:
+    # Without the option, 1+6 starts regions of later frames on keys not back yet: staler keys, more
+    # seg steps than one board. In-order regions wait instead: the path mix and mIoU of Single exactly.
+    single = simulate_single(AgeOracle(24), costs(), BOARD, 24, 75.0)
+    loose = run(SimConfig(6, 24, 75.0), oracle=AgeOracle(24))
+    ordered = run(SimConfig(6, 24, 75.0, ordered=True), oracle=AgeOracle(24))
+    assert loose.seg_fraction > single.seg_fraction
+    assert ordered.seg_fraction == pytest.approx(single.seg_fraction)
+    assert ordered.miou == pytest.approx(single.miou)
+    assert ordered.fps > single.fps
+
+
 def test_affinity_keeps_keys_local() -> None:
     base = run(SimConfig(4, 24, 75.0, max_in_flight=2), costs(task_bytes=1e5, result_bytes=1e4))
     aff = run(SimConfig(4, 24, 75.0, max_in_flight=2, affinity=True), costs(task_bytes=1e5, result_bytes=1e4))

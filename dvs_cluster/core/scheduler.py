@@ -20,6 +20,13 @@ Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit
   :func:`should_forward` decides whether the newest global key rides along with the task.
 - **Key affinity** (option): among available slaves prefer the one holding the freshest key of the
   region, which lowers forwarding traffic and keeps flow-path keys fresh.
+- **In-order regions** (option ``ordered``): a region's job is held back while the same region of an
+  earlier frame is in flight, so every task starts from the newest key there can be, as on one board.
+  Without it, region r of frame t+1 can start while region r of frame t is still on the seg path: it
+  gets an older key, the DN scores it lower and the region takes the seg path again (the extra seg
+  steps that make the paper's larger clusters stall). Other regions and later frames keep the slaves
+  busy meanwhile; ``region_depth`` > 1 lets that many jobs of a region run at once (more slaves than
+  regions get work, at the price of some older keys).
 """
 
 from __future__ import annotations
@@ -126,10 +133,12 @@ class WorkloadManager:
         timeout_s: float = 10.0,
         forward_threshold: int = 0,
         affinity: bool = False,
+        ordered: bool = False,
+        region_depth: int = 1,
     ) -> None:
         """Configure; slaves are added as they appear."""
-        if num_regions <= 0 or max_in_flight <= 0 or max_queued_frames <= 0:
-            raise ValueError("num_regions, max_in_flight and max_queued_frames must be positive")
+        if num_regions <= 0 or max_in_flight <= 0 or max_queued_frames <= 0 or region_depth <= 0:
+            raise ValueError("num_regions, max_in_flight, max_queued_frames, region_depth must be positive")
         if timeout_s <= 0 or forward_threshold < 0:
             raise ValueError("timeout_s must be positive and forward_threshold >= 0")
         self.num_regions = num_regions
@@ -138,6 +147,8 @@ class WorkloadManager:
         self.timeout_s = timeout_s
         self.forward_threshold = forward_threshold
         self.affinity = affinity
+        self.ordered = ordered
+        self.region_depth = region_depth
         self.slaves: dict[str, SlaveState] = {}
         self.global_keys: list[int | None] = [None] * num_regions
         self._frames: dict[int, _Frame] = {}
@@ -232,11 +243,29 @@ class WorkloadManager:
     # -- dispatch -----------------------------------------------------------------------------------
 
     def _head(self) -> Job | None:
+        if self.ordered:
+            return self._ordered_head()
         for seq in sorted(self._frames):
             frame = self._frames[seq]
             if frame.pending:
                 region = frame.pending[0]
                 return Job(seq, region, frame.attempts.get(region, 0))
+        return None
+
+    def _ordered_head(self) -> Job | None:
+        """The oldest job whose region has no earlier job waiting and fewer than ``region_depth`` running."""
+        running = [0] * self.num_regions
+        for s in self.slaves.values():
+            for _, region in s.in_flight:
+                running[region] += 1
+        blocked = [n >= self.region_depth for n in running]
+        for seq in sorted(self._frames):
+            frame = self._frames[seq]
+            for region in frame.pending:
+                if not blocked[region]:
+                    return Job(seq, region, frame.attempts.get(region, 0))
+            for region in frame.pending:
+                blocked[region] = True  # later frames of this region wait behind this one
         return None
 
     def _choose(self, region: int, candidates: list[str]) -> str:

@@ -17,6 +17,7 @@ Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
 - ``pipeK``: K tasks in flight per slave (``--max-in-flight``; pipelining hides transfers);
 - ``queueK``: frames waiting at most (``--queue``);
 - ``aff``: key-affinity scheduling (``--affinity``);
+- ``ord``: in-order regions (``--ordered``: a region waits for the same region of an earlier frame);
 - ``fwdK``: forward threshold (``--forward-threshold``);
 - ``keys16`` / ``keys8``: forwarded key logits as float16 / uint8 (``--key-quantize``);
 - ``res16`` / ``res8``: seg-path result logits as float16 / uint8 (``--result-quantize``);
@@ -46,7 +47,7 @@ from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
-OPTION_RE = re.compile(r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)")
+OPTION_RE = re.compile(r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(ord)")
 #: Seconds one config may take (start, join, run, stop) before it is abandoned.
 RUN_TIMEOUT_S = 600.0
 
@@ -62,6 +63,7 @@ class ClusterOptions:
     key_quantize: str = "float32"
     result_quantize: str = "float32"
     flow_logits: bool = False
+    ordered: bool = False
 
 
 def parse_config(name: str) -> tuple[int, ClusterOptions]:
@@ -76,7 +78,7 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
         if not mo:
             raise BenchError(
                 f"unknown option {opt!r} in {name!r} "
-                "(pipeK, queueK, fwdK, aff, keys16|keys8, res16|res8, logits)"
+                "(pipeK, queueK, fwdK, aff, ord, keys16|keys8, res16|res8, logits)"
             )
         if mo.group(1):
             v = int(mo.group(2))
@@ -94,6 +96,8 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
                 o.key_quantize = q
             else:
                 o.result_quantize = q
+        elif mo.group(7):
+            o.ordered = True
         else:
             o.flow_logits = True
     return int(m.group(1)), o
@@ -178,6 +182,8 @@ def cluster_commands(
     mcmd += ["--key-quantize", opt.key_quantize, "--json", str(report), "--trace", str(trace)]
     if opt.affinity:
         mcmd.append("--affinity")
+    if opt.ordered:
+        mcmd.append("--ordered")
     meta = {
         "slaves": slaves,
         "options": asdict(opt),

@@ -143,6 +143,12 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--affinity", action="store_true", help="prefer the slave holding the freshest key")
     g.add_argument(
+        "--ordered",
+        action="store_true",
+        help="in-order regions: a region waits while the same region of an earlier frame is in flight, "
+        "so every task gets the newest key (one board's accuracy; scales to about 4 slaves)",
+    )
+    g.add_argument(
         "--key-quantize",
         default="float32",
         choices=("float32", "float16", "uint8"),
@@ -376,6 +382,7 @@ def _master_config(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         forward_threshold=args.forward_threshold,
         affinity=args.affinity,
+        ordered=args.ordered,
         quantize=args.key_quantize,
         rate=args.rate,
         lost_s=args.lost,

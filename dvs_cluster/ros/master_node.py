@@ -75,6 +75,7 @@ MASTER_SPECS = [
         "forward_threshold", 0, "forward the global key when the slave's is this many frames older", 0, 1000
     ),
     Spec("affinity", False, "prefer the slave holding the freshest key of a region"),
+    Spec("ordered", False, "hold a region back while the same region of an earlier frame is in flight"),
     Spec(
         "key_quantize", "float32", "encoding of forwarded key logits", choices=("float32", "float16", "uint8")
     ),
@@ -129,6 +130,7 @@ class MasterRos(Node):
             timeout_s=p["timeout"],
             forward_threshold=p["forward_threshold"],
             affinity=p["affinity"],
+            ordered=p["ordered"],
             quantize=p["key_quantize"],
             status_period_s=0.0,  # the ROS node publishes ``stats`` and ``/diagnostics`` instead
             keep_trace=False,  # a live stream runs for ever: no per-region history

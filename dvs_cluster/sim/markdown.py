@@ -157,7 +157,9 @@ def _boards(boards: dict[str, Any]) -> list[str]:
         "### Predicted: one board per process (board = one core of this machine, measured costs)",
         "",
         "Same calibration; every process on its own core, nothing time-shared. `default` = the master's"
-        " defaults; `pipe2+aff` = 2 tasks in flight per slave + key-affinity scheduling; `+f16` = float16"
+        " defaults; `ord+aff` = in-order regions (a region waits for the same region of the frame"
+        " before, so every step gets the key one board would have: Single's mIoU) + key affinity;"
+        " `pipe2+aff` = 2 tasks in flight per slave + key-affinity scheduling; `+f16` = float16"
         " keys and results; `best` = the fastest of these per N.",
         "",
         *_head(

@@ -47,6 +47,7 @@ TOGGLES: list[tuple[str, dict[str, Any]]] = [
     ("+ key affinity", {"affinity": True}),
     ("+ key affinity, forward keys 2+ frames old", {"affinity": True, "forward_threshold": 2}),
     ("+ pipelining + affinity", OPTIMISED),
+    ("+ in-order regions + affinity (one board's keys)", {"ordered": True, "affinity": True}),
     ("+ keys float16", {"key_quantize": "float16"}),
     ("+ keys uint8", {"key_quantize": "uint8"}),
     ("+ results float16", {"result_quantize": "float16"}),
@@ -135,6 +136,7 @@ def sim_config(row: dict[str, Any], frames: int, threshold: float, placement: bo
         key_quantize=str(opt["key_quantize"]),
         result_quantize=str(opt["result_quantize"]),
         flow_logits=bool(opt["flow_logits"]),
+        ordered=bool(opt.get("ordered", False)),  # bench.json files from before the option lack it
     )
     if placement:
         pl = row["placement"]

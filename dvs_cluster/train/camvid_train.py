@@ -382,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--lr", type=float, default=None, help="override the seg loop's peak learning rate")
     ap.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="override the seg batch; the real (CamVid) crops keep their share of it (e.g. 8 on a CPU "
+        "for a budget sized for a GPU)",
+    )
+    ap.add_argument(
         "--dn-real-pairs",
         type=int,
         default=None,
@@ -409,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         b = replace(b, seg=replace(b.seg, max_seconds=60.0 * a.seg_minutes))
     if a.lr is not None:
         b = replace(b, seg=replace(b.seg, lr=a.lr))
+    if a.batch is not None:
+        if a.batch < 2:
+            print("--batch must be at least 2 (every batch holds synthetic and real crops)", file=sys.stderr)
+            return 2
+        real = min(a.batch - 1, max(1, round(b.real_per_batch * a.batch / b.seg.batch)))
+        b = replace(b, seg=replace(b.seg, batch=a.batch), real_per_batch=real)
     if a.dn_real_pairs is not None:
         b = replace(b, dn_real_pairs=a.dn_real_pairs)
     if a.data_workers is not None:
