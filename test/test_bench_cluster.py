@@ -22,7 +22,8 @@ def test_parse_config() -> None:
     assert n == 3
     assert o == ClusterOptions(2, 6, True, 2, "float16", "uint8", True)
     assert parse_config("1+1") == (1, ClusterOptions())
-    assert parse_config("1+4:ord:aff") == (4, ClusterOptions(affinity=True, ordered=True))
+    assert parse_config("1+4:fifo:aff") == (4, ClusterOptions(affinity=True, region_order="fifo"))
+    assert parse_config("1+4:strict")[1].region_order == "strict"
     for bad in ("1+0", "2+2", "1+2:turbo"):
         with pytest.raises(BenchError):
             parse_config(bad)

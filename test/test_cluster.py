@@ -146,12 +146,12 @@ def test_run_two_slaves_matches_single_per_path_and_key(models: Path, tmp_path: 
         assert rep["scheduler"]["forwarded_keys"] > 0
 
 
-def test_run_three_slaves_ordered_equals_single(models: Path, tmp_path: Path) -> None:
-    # In-order regions: a region waits for the same region of the frame before, so with more slaves than
-    # one every step still starts from the key one board would hold: Single's paths, keys and labels.
-    rep, trace = run_cluster(models, tmp_path, 3, "--ordered")
+def test_run_three_slaves_strict_order_equals_single(models: Path, tmp_path: Path) -> None:
+    # Strict region order: a region waits for the same region of the frame before, so with more slaves
+    # than one every step still starts from the key one board would hold: Single's paths, keys, labels.
+    rep, trace = run_cluster(models, tmp_path, 3, "--region-order", "strict")
     check_accounting(rep, trace, 3)
-    assert rep["scheduler"]["ordered"] is True
+    assert rep["scheduler"]["region_order"] == "strict"
     _, _, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0)
     paths = {(r["sequence"], r["region"]): (r["path"], r["key"]) for r in trace["regions"]}
     for frame, res in ref:

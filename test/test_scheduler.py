@@ -219,8 +219,8 @@ def test_affinity_prefers_freshest_key() -> None:
     assert dict(((r, s) for _, r, s in got)) == {0: "a", 1: "b"}
 
 
-def test_ordered_holds_a_region_behind_its_earlier_frame() -> None:
-    wm = WorkloadManager(2, max_in_flight=1, ordered=True)
+def test_strict_order_holds_a_region_behind_its_earlier_frame() -> None:
+    wm = WorkloadManager(2, max_in_flight=1, region_order="strict")
     for name in "abc":
         wm.add_slave(name)
     wm.submit(0)
@@ -228,34 +228,46 @@ def test_ordered_holds_a_region_behind_its_earlier_frame() -> None:
     got = drain(wm)
     # Two regions in flight; the third slave stays idle rather than start frame 1 on an older key.
     assert [(s, r) for s, r, _ in got] == [(0, 0), (0, 1)]
-    slave_r1 = got[1][2]
-    assert wm.complete(slave_r1, 0, 1, seg=True) is Outcome.ACCEPTED
+    assert wm.complete(got[1][2], 0, 1, seg=True) is Outcome.ACCEPTED
     d = wm.next_dispatch(0.0)
     assert d is not None and (d.job.sequence, d.job.region) == (1, 1)
     assert wm.next_dispatch(0.0) is None  # region 0 of frame 1 still waits for frame 0's
-    # Without the option the same queue fills every slave.
-    plain = WorkloadManager(2, max_in_flight=1)
-    for name in "abc":
-        plain.add_slave(name)
-    plain.submit(0)
-    plain.submit(1)
-    assert [(s, r) for s, r, _ in drain(plain)] == [(0, 0), (0, 1), (1, 0)]
-
-
-def test_ordered_region_depth_and_requeue() -> None:
-    wm = WorkloadManager(1, max_in_flight=1, ordered=True, region_depth=2)
-    for name in "abc":
-        wm.add_slave(name)
-    for seq in range(3):
-        wm.submit(seq)
-    got = drain(wm)
-    assert [(s, r) for s, r, _ in got] == [(0, 0), (1, 0)]  # two of the region at once, in frame order
-    # A slave that leaves gives its job back; the region's order is kept (frame 0 goes first again).
+    # A slave that leaves gives its job back; the region keeps its order (frame 0 goes first again).
     wm.remove_slave(got[0][2])
     d = wm.next_dispatch(0.0)
-    assert d is not None and (d.job.sequence, d.job.attempt) == (0, 1)
+    assert d is not None and (d.job.sequence, d.job.region, d.job.attempt) == (0, 0, 1)
+
+
+def test_fifo_order_fills_every_slave_from_the_head() -> None:
+    wm = WorkloadManager(2, max_in_flight=1, region_order="fifo")
+    for name in "abc":
+        wm.add_slave(name)
+    wm.submit(0)
+    wm.submit(1)
+    assert [(s, r) for s, r, _ in drain(wm)] == [(0, 0), (0, 1), (1, 0)]
+
+
+def test_prefer_order_free_regions_first_then_the_latest_started() -> None:
+    wm = WorkloadManager(4, max_in_flight=1, region_order="prefer")
+    for name in "abcde":
+        wm.add_slave(name)
+    wm.submit(0)
+    wm.submit(1)
+    # Frame 0's four regions go out at t = 0, 1, 2, 3 (nothing in flight for any of them).
+    got = [wm.next_dispatch(float(t)) for t in range(4)]
+    assert [(d.job.sequence, d.job.region) for d in got if d] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    # Region 1 answers: frame 1's region 1 is the only free one and goes first, even after region 0.
+    wm.complete(got[1].slave if got[1] else "", 0, 1, seg=False)
+    d = wm.next_dispatch(4.0)
+    assert d is not None and (d.job.sequence, d.job.region) == (1, 1)
+    # Frame 1 still waits with regions 0, 2 and 3, all busy (frame 0's jobs sent at t = 0, 2, 3): the
+    # fifth slave takes region 3, whose job started last and so is the least likely on the seg path.
+    d = wm.next_dispatch(10.0)
+    assert d is not None and (d.job.sequence, d.job.region) == (1, 3)
+    # The strict order would have left that slave idle.
+    assert WorkloadManager(4, region_order="strict")._head(0.0) is None
     with pytest.raises(ValueError):
-        WorkloadManager(1, region_depth=0)
+        WorkloadManager(4, region_order="lifo")
 
 
 def test_restarted_slave_starts_with_empty_key_table() -> None:

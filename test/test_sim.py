@@ -142,16 +142,16 @@ def test_key_policy_and_accuracy_follow_the_oracle() -> None:
     assert q.miou is not None and exact.miou is not None and q.miou <= exact.miou
 
 
-def test_ordered_regions_make_single_decisions() -> None:
-    # Without the option, 1+6 starts regions of later frames on keys not back yet: staler keys, more
-    # seg steps than one board. In-order regions wait instead: the path mix and mIoU of Single exactly.
+def test_strict_region_order_makes_single_decisions() -> None:
+    # fifo: 1+6 starts regions of later frames on keys not back yet: staler keys, more seg steps than
+    # one board. strict waits instead: Single's path mix and mIoU exactly, faster than one board.
     single = simulate_single(AgeOracle(24), costs(), BOARD, 24, 75.0)
-    loose = run(SimConfig(6, 24, 75.0), oracle=AgeOracle(24))
-    ordered = run(SimConfig(6, 24, 75.0, ordered=True), oracle=AgeOracle(24))
-    assert loose.seg_fraction > single.seg_fraction
-    assert ordered.seg_fraction == pytest.approx(single.seg_fraction)
-    assert ordered.miou == pytest.approx(single.miou)
-    assert ordered.fps > single.fps
+    fifo = run(SimConfig(6, 24, 75.0, region_order="fifo"), oracle=AgeOracle(24))
+    strict = run(SimConfig(6, 24, 75.0, region_order="strict"), oracle=AgeOracle(24))
+    assert fifo.seg_fraction > single.seg_fraction
+    assert strict.seg_fraction == pytest.approx(single.seg_fraction)
+    assert strict.miou == pytest.approx(single.miou)
+    assert strict.fps > single.fps
 
 
 def test_affinity_keeps_keys_local() -> None:

@@ -20,19 +20,29 @@ Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit
   :func:`should_forward` decides whether the newest global key rides along with the task.
 - **Key affinity** (option): among available slaves prefer the one holding the freshest key of the
   region, which lowers forwarding traffic and keeps flow-path keys fresh.
-- **In-order regions** (option ``ordered``): a region's job is held back while the same region of an
-  earlier frame is in flight, so every task starts from the newest key there can be, as on one board.
-  Without it, region r of frame t+1 can start while region r of frame t is still on the seg path: it
-  gets an older key, the DN scores it lower and the region takes the seg path again (the extra seg
-  steps that make the paper's larger clusters stall). Other regions and later frames keep the slaves
-  busy meanwhile; ``region_depth`` > 1 lets that many jobs of a region run at once (more slaves than
-  regions get work, at the price of some older keys).
+- **Region order** (``region_order``), which job an available slave gets:
+
+  - ``fifo`` (the paper): the head of the queue. Region r of frame t+1 may then start while region r
+    of frame t is still on the seg path; it starts from an older key, the DN scores it lower and the
+    region takes the seg path again: extra seg steps, the paper's stalling 1+6.
+  - ``strict``: a region waits while the same region of an earlier frame is in flight, so every step
+    starts from the key one board would hold (Single's paths and mIoU exactly). The price is a chain
+    of dependent steps per region: the region with the most seg steps caps the cluster (about 2.4x
+    Single on the bench video, whatever the number of slaves).
+  - ``prefer`` (default): the oldest job of a region with nothing in flight, as ``strict``; when every
+    waiting region has a job in flight, the slave is not left idle: it takes the region whose newest
+    job started last. A job on the flow path is back in a few ms, so one still running long after it
+    was sent is almost surely on the seg path, and a later frame of that region would start from a key
+    about to be replaced; the most recently started one is the least likely to be.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+
+#: Values of ``region_order`` (see the module docstring).
+REGION_ORDERS = ("fifo", "prefer", "strict")
 
 
 @dataclass(frozen=True)
@@ -133,12 +143,13 @@ class WorkloadManager:
         timeout_s: float = 10.0,
         forward_threshold: int = 0,
         affinity: bool = False,
-        ordered: bool = False,
-        region_depth: int = 1,
+        region_order: str = "prefer",
     ) -> None:
         """Configure; slaves are added as they appear."""
-        if num_regions <= 0 or max_in_flight <= 0 or max_queued_frames <= 0 or region_depth <= 0:
-            raise ValueError("num_regions, max_in_flight, max_queued_frames, region_depth must be positive")
+        if num_regions <= 0 or max_in_flight <= 0 or max_queued_frames <= 0:
+            raise ValueError("num_regions, max_in_flight and max_queued_frames must be positive")
+        if region_order not in REGION_ORDERS:
+            raise ValueError(f"region_order {region_order!r} is not one of {', '.join(REGION_ORDERS)}")
         if timeout_s <= 0 or forward_threshold < 0:
             raise ValueError("timeout_s must be positive and forward_threshold >= 0")
         self.num_regions = num_regions
@@ -147,8 +158,7 @@ class WorkloadManager:
         self.timeout_s = timeout_s
         self.forward_threshold = forward_threshold
         self.affinity = affinity
-        self.ordered = ordered
-        self.region_depth = region_depth
+        self.region_order = region_order
         self.slaves: dict[str, SlaveState] = {}
         self.global_keys: list[int | None] = [None] * num_regions
         self._frames: dict[int, _Frame] = {}
@@ -242,31 +252,36 @@ class WorkloadManager:
 
     # -- dispatch -----------------------------------------------------------------------------------
 
-    def _head(self) -> Job | None:
-        if self.ordered:
-            return self._ordered_head()
-        for seq in sorted(self._frames):
-            frame = self._frames[seq]
-            if frame.pending:
-                region = frame.pending[0]
-                return Job(seq, region, frame.attempts.get(region, 0))
-        return None
-
-    def _ordered_head(self) -> Job | None:
-        """The oldest job whose region has no earlier job waiting and fewer than ``region_depth`` running."""
-        running = [0] * self.num_regions
+    def _head(self, now: float) -> Job | None:
+        if self.region_order == "fifo":
+            for seq in sorted(self._frames):
+                frame = self._frames[seq]
+                if frame.pending:
+                    return self._job(seq, frame.pending[0])
+            return None
+        # Newest dispatch time of each region's jobs in flight (None: nothing in flight).
+        started: list[float | None] = [None] * self.num_regions
         for s in self.slaves.values():
-            for _, region in s.in_flight:
-                running[region] += 1
-        blocked = [n >= self.region_depth for n in running]
+            for (_, region), (_, t0) in s.in_flight.items():
+                prev = started[region]
+                started[region] = t0 if prev is None else max(prev, t0)
+        first: dict[int, int] = {}  # region -> oldest frame waiting with it
         for seq in sorted(self._frames):
-            frame = self._frames[seq]
-            for region in frame.pending:
-                if not blocked[region]:
-                    return Job(seq, region, frame.attempts.get(region, 0))
-            for region in frame.pending:
-                blocked[region] = True  # later frames of this region wait behind this one
-        return None
+            for region in self._frames[seq].pending:
+                first.setdefault(region, seq)
+        free = [(seq, region) for region, seq in first.items() if started[region] is None]
+        if free:
+            return self._job(*min(free))
+        if self.region_order == "strict" or not first:
+            return None
+        # prefer: every waiting region is busy; take the one whose newest job started last (ties: the
+        # oldest frame, then the lowest region).
+        since = [now if t is None else t for t in started]
+        region, seq = max(first.items(), key=lambda rs: (since[rs[0]], -rs[1], -rs[0]))
+        return self._job(seq, region)
+
+    def _job(self, seq: int, region: int) -> Job:
+        return Job(seq, region, self._frames[seq].attempts.get(region, 0))
 
     def _choose(self, region: int, candidates: list[str]) -> str:
         def load(name: str) -> tuple[int, int]:
@@ -287,7 +302,7 @@ class WorkloadManager:
         candidates = self.available()
         if not candidates:
             return None
-        job = self._head()
+        job = self._head(now)
         if job is None:
             return None
         name = self._choose(job.region, candidates)

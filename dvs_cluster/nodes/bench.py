@@ -17,7 +17,8 @@ Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
 - ``pipeK``: K tasks in flight per slave (``--max-in-flight``; pipelining hides transfers);
 - ``queueK``: frames waiting at most (``--queue``);
 - ``aff``: key-affinity scheduling (``--affinity``);
-- ``ord``: in-order regions (``--ordered``: a region waits for the same region of an earlier frame);
+- ``fifo`` / ``strict``: region order (``--region-order``; the default is ``prefer``, see
+  :mod:`dvs_cluster.core.scheduler`): ``fifo`` is the paper's queue order;
 - ``fwdK``: forward threshold (``--forward-threshold``);
 - ``keys16`` / ``keys8``: forwarded key logits as float16 / uint8 (``--key-quantize``);
 - ``res16`` / ``res8``: seg-path result logits as float16 / uint8 (``--result-quantize``);
@@ -47,7 +48,7 @@ from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
-OPTION_RE = re.compile(r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(ord)")
+OPTION_RE = re.compile(r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(fifo|strict|prefer)")
 #: Seconds one config may take (start, join, run, stop) before it is abandoned.
 RUN_TIMEOUT_S = 600.0
 
@@ -63,7 +64,7 @@ class ClusterOptions:
     key_quantize: str = "float32"
     result_quantize: str = "float32"
     flow_logits: bool = False
-    ordered: bool = False
+    region_order: str = "prefer"
 
 
 def parse_config(name: str) -> tuple[int, ClusterOptions]:
@@ -78,7 +79,7 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
         if not mo:
             raise BenchError(
                 f"unknown option {opt!r} in {name!r} "
-                "(pipeK, queueK, fwdK, aff, ord, keys16|keys8, res16|res8, logits)"
+                "(pipeK, queueK, fwdK, aff, fifo|strict, keys16|keys8, res16|res8, logits)"
             )
         if mo.group(1):
             v = int(mo.group(2))
@@ -97,7 +98,7 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
             else:
                 o.result_quantize = q
         elif mo.group(7):
-            o.ordered = True
+            o.region_order = mo.group(7)
         else:
             o.flow_logits = True
     return int(m.group(1)), o
@@ -182,8 +183,7 @@ def cluster_commands(
     mcmd += ["--key-quantize", opt.key_quantize, "--json", str(report), "--trace", str(trace)]
     if opt.affinity:
         mcmd.append("--affinity")
-    if opt.ordered:
-        mcmd.append("--ordered")
+    mcmd += ["--region-order", opt.region_order]
     meta = {
         "slaves": slaves,
         "options": asdict(opt),

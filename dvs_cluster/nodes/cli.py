@@ -92,6 +92,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_master_args(p: argparse.ArgumentParser) -> None:
     from dvs_cluster.cli import _positive_int, add_record_option, add_source_options
+    from dvs_cluster.core.scheduler import REGION_ORDERS
 
     add_source_options(p)
     add_record_option(p)  # rosbag2 output (issue 6)
@@ -143,10 +144,13 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--affinity", action="store_true", help="prefer the slave holding the freshest key")
     g.add_argument(
-        "--ordered",
-        action="store_true",
-        help="in-order regions: a region waits while the same region of an earlier frame is in flight, "
-        "so every task gets the newest key (one board's accuracy; scales to about 4 slaves)",
+        "--region-order",
+        default="prefer",
+        choices=REGION_ORDERS,
+        help="which job a free slave gets: fifo = the head of the queue (the paper); strict = a region "
+        "waits while the same region of an earlier frame is in flight (one board's keys and mIoU, "
+        "about 2.4x at most); prefer (default) = a region with nothing in flight first, else the one "
+        "whose newest job started last",
     )
     g.add_argument(
         "--key-quantize",
@@ -382,7 +386,7 @@ def _master_config(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         forward_threshold=args.forward_threshold,
         affinity=args.affinity,
-        ordered=args.ordered,
+        region_order=args.region_order,
         quantize=args.key_quantize,
         rate=args.rate,
         lost_s=args.lost,

@@ -93,7 +93,7 @@ class MasterConfig:
     timeout_s: float = 10.0  # a task unanswered this long is re-dispatched
     forward_threshold: int = 0  # forward the global key when the slave's is more than this older
     affinity: bool = False
-    ordered: bool = False  # hold a region back while an earlier frame's same region is in flight
+    region_order: str = "prefer"  # fifo | prefer | strict (core.scheduler: which job a free slave gets)
     quantize: str = "float32"  # forwarded key logits: float32 | float16 | uint8
     rate: float = 0.0  # camera frame rate to emulate (frames/s); 0 = take frames as the queue has room
     lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up (0: never)
@@ -208,7 +208,7 @@ class MasterNode:
             timeout_s=cfg.timeout_s,
             forward_threshold=cfg.forward_threshold,
             affinity=cfg.affinity,
-            ordered=cfg.ordered,
+            region_order=cfg.region_order,
         )
         self.global_keys = KeyBuffer(self.num_regions)
         self._checked_keys: list[int | None] = [None] * self.num_regions  # key timestep found finite
@@ -819,7 +819,7 @@ class MasterNode:
                 "max_queued_frames": wm.max_queued_frames,
                 "forward_threshold": wm.forward_threshold,
                 "affinity": wm.affinity,
-                "ordered": wm.ordered,
+                "region_order": wm.region_order,
                 "forwarded_keys": wm.forwarded,
                 "redispatched": wm.redispatched,
                 "timeouts": sum(s.timeouts for s in wm.slaves.values()),

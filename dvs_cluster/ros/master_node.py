@@ -32,6 +32,7 @@ from rclpy.node import Node
 from dvs_cluster.core.classes import colorize, overlay
 from dvs_cluster.core.policy import make_policy
 from dvs_cluster.core.regions import RegionGrid
+from dvs_cluster.core.scheduler import REGION_ORDERS
 from dvs_cluster.io.sinks import _jsonable
 from dvs_cluster.io.sources import RESIZE_MODES, Frame, FrameTransform
 from dvs_cluster.nodes.master import MasterConfig, MasterNode
@@ -75,7 +76,12 @@ MASTER_SPECS = [
         "forward_threshold", 0, "forward the global key when the slave's is this many frames older", 0, 1000
     ),
     Spec("affinity", False, "prefer the slave holding the freshest key of a region"),
-    Spec("ordered", False, "hold a region back while the same region of an earlier frame is in flight"),
+    Spec(
+        "region_order",
+        "prefer",
+        "which job a free slave gets (fifo: the paper's queue order; strict: one board's keys; prefer)",
+        choices=REGION_ORDERS,
+    ),
     Spec(
         "key_quantize", "float32", "encoding of forwarded key logits", choices=("float32", "float16", "uint8")
     ),
@@ -130,7 +136,7 @@ class MasterRos(Node):
             timeout_s=p["timeout"],
             forward_threshold=p["forward_threshold"],
             affinity=p["affinity"],
-            ordered=p["ordered"],
+            region_order=p["region_order"],
             quantize=p["key_quantize"],
             status_period_s=0.0,  # the ROS node publishes ``stats`` and ``/diagnostics`` instead
             keep_trace=False,  # a live stream runs for ever: no per-region history

@@ -78,8 +78,7 @@ class SimConfig:
     queue: int = 4
     forward_threshold: int = 0
     affinity: bool = False
-    ordered: bool = False
-    region_depth: int = 1
+    region_order: str = "prefer"
     key_quantize: str = "float32"
     result_quantize: str = "float32"
     flow_logits: bool = False  # the paper's scheme: flow results carry logits as well
@@ -297,8 +296,7 @@ class Simulator:
             max_queued_frames=cfg.queue,
             forward_threshold=cfg.forward_threshold,
             affinity=cfg.affinity,
-            ordered=cfg.ordered,
-            region_depth=cfg.region_depth,
+            region_order=cfg.region_order,
         )
         by_name = {p.name: p for p in slaves}
         for p in slaves:

@@ -156,11 +156,11 @@ def _boards(boards: dict[str, Any]) -> list[str]:
     out = [
         "### Predicted: one board per process (board = one core of this machine, measured costs)",
         "",
-        "Same calibration; every process on its own core, nothing time-shared. `default` = the master's"
-        " defaults; `ord+aff` = in-order regions (a region waits for the same region of the frame"
-        " before, so every step gets the key one board would have: Single's mIoU) + key affinity;"
-        " `pipe2+aff` = 2 tasks in flight per slave + key-affinity scheduling; `+f16` = float16"
-        " keys and results; `best` = the fastest of these per N.",
+        "Same calibration; every process on its own core, nothing time-shared. `fifo` = the paper's"
+        " queue order (the head of the queue to any free slave); `default` = the master's defaults"
+        " (region order `prefer`: regions with nothing in flight first, so few steps start from a key"
+        " that is about to be replaced); `pipe2+aff` = 2 tasks in flight per slave + key-affinity"
+        " scheduling; `+f16` = float16 keys and results; `best` = the fastest of these per N.",
         "",
         *_head(
             "network",

@@ -26,12 +26,11 @@ F16: dict[str, Any] = {"key_quantize": "float16", "result_quantize": "float16"}
 #: uint8 keys and results, and a slave's local key counts as fresh up to 2 frames: fewer and smaller
 #: forwarded keys, which are what saturates a 1 Gbit/s master link from 1+5 on.
 U8_FWD2: dict[str, Any] = {"key_quantize": "uint8", "result_quantize": "uint8", "forward_threshold": 2}
-#: In-order regions (+ affinity, so the slave that made a region's key usually runs its next step): the
-#: key decisions of one board, hence its mIoU, at the price of a per-region chain of dependent steps.
-ORDERED: dict[str, Any] = {"ordered": True, "affinity": True}
+#: The paper's queue order (the head of the queue to any free slave), the "before" of region_order.
+FIFO: dict[str, Any] = {"region_order": "fifo"}
 VARIANTS: dict[str, dict[str, Any]] = {
+    "fifo": FIFO,
     "default": {},
-    "ord+aff": ORDERED,
     "pipe2+aff": OPTIMISED,
     "pipe2+aff+f16": {**OPTIMISED, **F16},
     "pipe2+aff+u8+fwd2": {**OPTIMISED, **U8_FWD2},

@@ -41,13 +41,14 @@ FPS_TOLERANCE = 0.15
 PREDICT_MAX = 6
 #: Scaling options switched one at a time (simulated 1+4 on 1 Gbit/s).
 TOGGLES: list[tuple[str, dict[str, Any]]] = [
-    ("paper: flow results carry logits", {"flow_logits": True}),
-    ("default (labels on the flow path)", {}),
+    ("paper: fifo queue order, flow results carry logits", {"flow_logits": True, "region_order": "fifo"}),
+    ("default (prefer region order, labels on the flow path)", {}),
     ("+ pipelining (2 in flight)", {"max_in_flight": 2}),
     ("+ key affinity", {"affinity": True}),
     ("+ key affinity, forward keys 2+ frames old", {"affinity": True, "forward_threshold": 2}),
     ("+ pipelining + affinity", OPTIMISED),
-    ("+ in-order regions + affinity (one board's keys)", {"ordered": True, "affinity": True}),
+    ("region order fifo (the paper's queue order)", {"region_order": "fifo"}),
+    ("region order strict (one board's keys, per-region chains)", {"region_order": "strict"}),
     ("+ keys float16", {"key_quantize": "float16"}),
     ("+ keys uint8", {"key_quantize": "uint8"}),
     ("+ results float16", {"result_quantize": "float16"}),
@@ -136,7 +137,8 @@ def sim_config(row: dict[str, Any], frames: int, threshold: float, placement: bo
         key_quantize=str(opt["key_quantize"]),
         result_quantize=str(opt["result_quantize"]),
         flow_logits=bool(opt["flow_logits"]),
-        ordered=bool(opt.get("ordered", False)),  # bench.json files from before the option lack it
+        # bench.json files from before the option ran the paper's order
+        region_order=str(opt.get("region_order", "fifo")),
     )
     if placement:
         pl = row["placement"]
