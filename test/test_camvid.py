@@ -278,7 +278,8 @@ def test_device_sampler_training_then_export_elsewhere(tmp_path: Path, camvid_ro
     work, out = tmp_path / "work", tmp_path / "models"
     cache = tmp_path / "cache"
     train = [*common, "--stages", "seg", "--no-export", "--work", str(work), "--out", str(tmp_path / "none")]
-    assert main([*train, "--synth-cache", str(cache)]) == 0
+    assert main([*train, "--batch", "1"]) == 2  # every batch holds a synthetic and a real crop
+    assert main([*train, "--synth-cache", str(cache), "--batch", "2"]) == 0
     # --out holds --base's files (copied as always) and no new seg.onnx.
     assert (tmp_path / "none" / "seg.onnx").read_bytes() == (ROOT / "models" / "seg.onnx").read_bytes()
     assert len(list(cache.glob("*.npy"))) == 2  # the synthetic set, kept for the next run
@@ -294,6 +295,8 @@ def test_device_sampler_training_then_export_elsewhere(tmp_path: Path, camvid_ro
     assert seg["steps"] == 3 and seg["partial"] is False and "--no-export" in seg["command"]
     assert "--stages export" in seg["exported_by"] and seg["onnx_max_abs_diff"]["logits"] < 1e-3
     assert "rare-class sampling" in seg["data_description"]
+    # --batch 2 of a budget of 4 with 2 real: the real share is kept, at least one of each.
+    assert seg["loop"]["batch"] == 2 and "1 of 2 crops real" in seg["data_description"]
 
 
 def test_real_data_helpers_do_not_import_torch() -> None:
