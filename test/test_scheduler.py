@@ -270,6 +270,22 @@ def test_prefer_order_free_regions_first_then_the_latest_started() -> None:
         WorkloadManager(4, region_order="lifo")
 
 
+def test_prefer_order_queues_a_busy_region_behind_its_own_job() -> None:
+    # Two tasks per slave: with every waiting region busy, a region's next job goes to the slave that
+    # runs its newest job (it will start from the key that job leaves), not to the least loaded one.
+    wm = WorkloadManager(2, max_in_flight=2, region_order="prefer")
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.submit(0)
+    wm.submit(1)
+    d0, d1 = wm.next_dispatch(0.0), wm.next_dispatch(1.0)
+    assert d0 is not None and d1 is not None and d0.slave != d1.slave
+    # Region 1's job started last: its next frame first, behind it on the same slave; then region 0.
+    d2, d3 = wm.next_dispatch(2.0), wm.next_dispatch(3.0)
+    assert d2 is not None and (d2.job.sequence, d2.job.region, d2.slave) == (1, 1, d1.slave)
+    assert d3 is not None and (d3.job.sequence, d3.job.region, d3.slave) == (1, 0, d0.slave)
+
+
 def test_restarted_slave_starts_with_empty_key_table() -> None:
     wm = WorkloadManager(1)
     wm.add_slave("a")

@@ -29,11 +29,15 @@ Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit
     starts from the key one board would hold (Single's paths and mIoU exactly). The price is a chain
     of dependent steps per region: the region with the most seg steps caps the cluster (about 2.4x
     Single on the bench video, whatever the number of slaves).
-  - ``prefer`` (default): the oldest job of a region with nothing in flight, as ``strict``; when every
-    waiting region has a job in flight, the slave is not left idle: it takes the region whose newest
-    job started last. A job on the flow path is back in a few ms, so one still running long after it
-    was sent is almost surely on the seg path, and a later frame of that region would start from a key
-    about to be replaced; the most recently started one is the least likely to be.
+  - ``prefer`` (default): the oldest job of a region with nothing in flight, as ``strict``. When every
+    waiting region has a job in flight, no slave is left idle: if the slave running a region's newest
+    job has a free slot (``max_in_flight`` > 1), the region's next job queues behind it there; a slave
+    works through its tasks in order, so that job starts from the key the one before it leaves, as on
+    one board. Otherwise the region whose newest job started last goes to any free slave: a job on
+    the flow path is back in a few ms, so one still running long after it was sent is almost surely
+    on the seg path (a later frame of its region would start from a key about to be replaced), and
+    the most recently started one is the least likely to be. Doubling up still happens when the
+    bounded queue holds only the jobs of regions that are behind.
 """
 
 from __future__ import annotations
@@ -252,33 +256,42 @@ class WorkloadManager:
 
     # -- dispatch -----------------------------------------------------------------------------------
 
-    def _head(self, now: float) -> Job | None:
+    def _head(self, now: float) -> tuple[Job, str | None] | None:
+        """The next job, and the slave it must go to (None: any, chosen by :meth:`_choose`)."""
         if self.region_order == "fifo":
             for seq in sorted(self._frames):
                 frame = self._frames[seq]
                 if frame.pending:
-                    return self._job(seq, frame.pending[0])
+                    return self._job(seq, frame.pending[0]), None
             return None
-        # Newest dispatch time of each region's jobs in flight (None: nothing in flight).
-        started: list[float | None] = [None] * self.num_regions
+        # Per region, the newest job in flight: (dispatch time, slave), None when nothing is in flight.
+        newest: list[tuple[float, str] | None] = [None] * self.num_regions
         for s in self.slaves.values():
             for (_, region), (_, t0) in s.in_flight.items():
-                prev = started[region]
-                started[region] = t0 if prev is None else max(prev, t0)
+                cur = newest[region]
+                if cur is None or t0 >= cur[0]:
+                    newest[region] = (t0, s.name)
         first: dict[int, int] = {}  # region -> oldest frame waiting with it
         for seq in sorted(self._frames):
             for region in self._frames[seq].pending:
                 first.setdefault(region, seq)
-        free = [(seq, region) for region, seq in first.items() if started[region] is None]
+        free = [(seq, region) for region, seq in first.items() if newest[region] is None]
         if free:
-            return self._job(*min(free))
+            return self._job(*min(free)), None
         if self.region_order == "strict" or not first:
             return None
-        # prefer: every waiting region is busy; take the one whose newest job started last (ties: the
-        # oldest frame, then the lowest region).
-        since = [now if t is None else t for t in started]
-        region, seq = max(first.items(), key=lambda rs: (since[rs[0]], -rs[1], -rs[0]))
-        return self._job(seq, region)
+        # prefer, every waiting region busy: queue behind the region's newest job on its own slave if
+        # that slave has room, else any slave; among the candidates the region whose newest job started
+        # last (ties: the oldest frame, then the lowest region).
+        room = set(self.available())
+        busy: list[tuple[float, int, int, str]] = []  # (newest dispatch time, -frame, -region, its slave)
+        for r, q in first.items():
+            n = newest[r]
+            if n is not None:
+                busy.append((n[0], -q, -r, n[1]))
+        chained = [b for b in busy if b[3] in room]
+        _, q, r, holder = max(chained or busy)
+        return self._job(-q, -r), (holder if chained else None)
 
     def _job(self, seq: int, region: int) -> Job:
         return Job(seq, region, self._frames[seq].attempts.get(region, 0))
@@ -302,10 +315,11 @@ class WorkloadManager:
         candidates = self.available()
         if not candidates:
             return None
-        job = self._head(now)
-        if job is None:
+        head = self._head(now)
+        if head is None:
             return None
-        name = self._choose(job.region, candidates)
+        job, name_or_none = head
+        name = name_or_none or self._choose(job.region, candidates)
         slave = self.slaves[name]
         frame = self._frames[job.sequence]
         frame.pending.remove(job.region)
