@@ -149,8 +149,9 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
         choices=REGION_ORDERS,
         help="which job a free slave gets: fifo = the head of the queue (the paper); strict = a region "
         "waits while the same region of an earlier frame is in flight (one board's keys and mIoU, "
-        "about 2.4x at most); prefer (default) = a region with nothing in flight first, else the one "
-        "whose newest job started last",
+        "about 2.4x at most); prefer (default) = a region with nothing in flight first, else behind a "
+        "region's newest job on its slave when that slave has a free slot, else the region whose newest "
+        "job started last",
     )
     g.add_argument(
         "--key-quantize",

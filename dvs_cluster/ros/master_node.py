@@ -79,7 +79,8 @@ MASTER_SPECS = [
     Spec(
         "region_order",
         "prefer",
-        "which job a free slave gets (fifo: the paper's queue order; strict: one board's keys; prefer)",
+        "which job a free slave gets (fifo: the paper's queue order; strict: one board's keys; prefer: "
+        "free regions first, see core/scheduler.py)",
         choices=REGION_ORDERS,
     ),
     Spec(
