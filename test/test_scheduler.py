@@ -219,12 +219,18 @@ def test_affinity_prefers_freshest_key() -> None:
     assert dict(((r, s) for _, r, s in got)) == {0: "a", 1: "b"}
 
 
-def test_strict_order_holds_a_region_behind_its_earlier_frame() -> None:
-    wm = WorkloadManager(2, max_in_flight=1, region_order="strict")
+def three_slaves_two_frames(region_order: str) -> WorkloadManager:
+    """Two regions per frame, frames 0 and 1 queued, slaves a, b, c with one task each."""
+    wm = WorkloadManager(2, max_in_flight=1, region_order=region_order)
     for name in "abc":
         wm.add_slave(name)
     wm.submit(0)
     wm.submit(1)
+    return wm
+
+
+def test_strict_order_holds_a_region_behind_its_earlier_frame() -> None:
+    wm = three_slaves_two_frames("strict")
     got = drain(wm)
     # Two regions in flight; the third slave stays idle rather than start frame 1 on an older key.
     assert [(s, r) for s, r, _ in got] == [(0, 0), (0, 1)]
@@ -239,11 +245,7 @@ def test_strict_order_holds_a_region_behind_its_earlier_frame() -> None:
 
 
 def test_fifo_order_fills_every_slave_from_the_head() -> None:
-    wm = WorkloadManager(2, max_in_flight=1, region_order="fifo")
-    for name in "abc":
-        wm.add_slave(name)
-    wm.submit(0)
-    wm.submit(1)
+    wm = three_slaves_two_frames("fifo")
     assert [(s, r) for s, r, _ in drain(wm)] == [(0, 0), (0, 1), (1, 0)]
 
 
