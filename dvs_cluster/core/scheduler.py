@@ -3,9 +3,9 @@ The master's workload manager: region queue, dynamic scheduling, per-slave key t
 
 Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit-tested:
 
-- **Queue**: a frame is submitted as ``num_regions`` jobs. The head of the queue is the lowest pending
-  region of the oldest frame; it goes to an available slave (one with fewer than ``max_in_flight`` tasks
-  in flight that has not timed out).
+- **Queue**: a frame is submitted as ``num_regions`` jobs. Which one an available slave (one with fewer
+  than ``max_in_flight`` tasks in flight that has not timed out) gets next is the region order below;
+  the head of the queue, the lowest pending region of the oldest frame, in the paper's.
 - **Bounded queue, newest frame wins**: at most ``max_queued_frames`` frames wait with undispatched jobs.
   Submitting beyond that drops the oldest frame none of whose regions has been dispatched yet (counted
   in :attr:`WorkloadManager.dropped`); if every waiting frame is already partly dispatched, the new
@@ -311,7 +311,7 @@ class WorkloadManager:
         return min(candidates, key=load)
 
     def next_dispatch(self, now: float) -> Dispatch | None:
-        """Pop the head of the queue onto an available slave, or None (queue empty / all busy)."""
+        """Pop the next job (region order) onto an available slave, or None (nothing can go now)."""
         candidates = self.available()
         if not candidates:
             return None

@@ -4,8 +4,8 @@ Master node: source -> split -> workload manager -> tasks out -> results in -> a
 One thread runs the loop; the transport's threads only enqueue events (results, heartbeats, liveliness)
 into a bounded inbox. Per loop turn the master takes frames from the source (as fast as the queue has
 room, or at a fixed camera ``rate`` with the scheduler's counted drops when the cluster is slower),
-dispatches the head of the queue to available slaves (attaching the newest global key when the
-forwarding rule says so), handles results (first answer per region wins; seg-path results update the
+dispatches queued regions to available slaves in the scheduler's region order (attaching the newest
+global key when the forwarding rule says so), handles results (first answer per region wins; seg-path results update the
 global key buffer), re-dispatches timed-out work, and emits finished frames strictly in frame order.
 
 Time is booked per stage (the master half of the paper's Figure 6): ``source``, ``split``,
