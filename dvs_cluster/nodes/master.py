@@ -5,8 +5,9 @@ One thread runs the loop; the transport's threads only enqueue events (results, 
 into a bounded inbox. Per loop turn the master takes frames from the source (as fast as the queue has
 room, or at a fixed camera ``rate`` with the scheduler's counted drops when the cluster is slower),
 dispatches queued regions to available slaves in the scheduler's region order (attaching the newest
-global key when the forwarding rule says so), handles results (first answer per region wins; seg-path results update the
-global key buffer), re-dispatches timed-out work, and emits finished frames strictly in frame order.
+global key when the forwarding rule says so), handles results (first answer per region wins; seg-path
+results update the global key buffer), re-dispatches timed-out work, and emits finished frames
+strictly in frame order.
 
 Time is booked per stage (the master half of the paper's Figure 6): ``source``, ``split``,
 ``schedule``, ``serialize``, ``publish``, ``deserialize``, ``keys``, ``assembly``, ``metrics``,
