@@ -233,6 +233,7 @@ def test_mixed_cluster_launch(tmp_path: Path, models_dir: Path) -> None:
         ("master", "threshold", "-5.0"),
         ("master", "slaves_expected", "0"),
         ("master", "policy", "bogus"),
+        ("master", "region_order", "lifo"),
         ("slave", "threads", "-1"),
         ("slave", "cluster_id", "bad-name"),
         ("slave", "providers", "[warp_drive]"),
