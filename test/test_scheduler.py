@@ -267,7 +267,7 @@ def test_prefer_order_free_regions_first_then_the_latest_started() -> None:
     d = wm.next_dispatch(10.0)
     assert d is not None and (d.job.sequence, d.job.region) == (1, 3)
     # The strict order would have left that slave idle.
-    assert WorkloadManager(4, region_order="strict")._head(0.0) is None
+    assert WorkloadManager(4, region_order="strict")._head(0.0, []) is None
     with pytest.raises(ValueError):
         WorkloadManager(4, region_order="lifo")
 

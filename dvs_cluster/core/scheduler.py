@@ -256,8 +256,8 @@ class WorkloadManager:
 
     # -- dispatch -----------------------------------------------------------------------------------
 
-    def _head(self, now: float) -> tuple[Job, str | None] | None:
-        """The next job, and the slave it must go to (None: any, chosen by :meth:`_choose`)."""
+    def _head(self, now: float, candidates: list[str]) -> tuple[Job, str | None] | None:
+        """The next job, and the slave of ``candidates`` it must go to (None: any, by :meth:`_choose`)."""
         if self.region_order == "fifo":
             for seq in sorted(self._frames):
                 frame = self._frames[seq]
@@ -283,7 +283,7 @@ class WorkloadManager:
         # prefer, every waiting region busy: queue behind the region's newest job on its own slave if
         # that slave has room, else any slave; among the candidates the region whose newest job started
         # last (ties: the oldest frame, then the lowest region).
-        room = set(self.available())
+        room = set(candidates)
         busy: list[tuple[float, int, int, str]] = []  # (newest dispatch time, -frame, -region, its slave)
         for r, q in first.items():
             n = newest[r]
@@ -315,7 +315,7 @@ class WorkloadManager:
         candidates = self.available()
         if not candidates:
             return None
-        head = self._head(now)
+        head = self._head(now, candidates)
         if head is None:
             return None
         job, name_or_none = head
