@@ -188,10 +188,11 @@ def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
 
 def add_speedups(rows: list[dict[str, Any]], baseline: str = "Single") -> str:
     """Fill ``speedup`` = fps / fps of ``baseline`` (or of the first row if absent); returns the baseline."""
-    base = next((r for r in rows if r["name"] == baseline), rows[0] if rows else None)
+    speeds = [r for r in rows if r.get("kind") != "capacity"]  # a master with echo slaves segments nothing
+    base = next((r for r in speeds if r["name"] == baseline), speeds[0] if speeds else None)
     if base is None:
         return baseline
-    for r in rows:
+    for r in speeds:
         r["speedup"] = r["fps"] / base["fps"] if base["fps"] else None
     return str(base["name"])
 

@@ -1,4 +1,4 @@
-"""A short real ``bench`` with a 1+1 cluster (and the paper's logits-on-flow variant), then ``plan``."""
+"""A short real ``bench``: 1+1, the paper's logits-on-flow variant, master capacity; then ``plan``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from cluster_support import REPO, model_dir
 
 from dvs_cluster.bench import BenchError
-from dvs_cluster.nodes.bench import ClusterOptions, parse_config
+from dvs_cluster.nodes.bench import ECHO_FRAMES, ECHO_SEG, ClusterOptions, parse_config
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,8 @@ def test_parse_config() -> None:
     assert parse_config("1+1") == (1, ClusterOptions())
     assert parse_config("1+4:fifo:aff") == (4, ClusterOptions(affinity=True, region_order="fifo"))
     assert parse_config("1+4:strict")[1].region_order == "strict"
-    for bad in ("1+0", "2+2", "1+2:turbo"):
+    assert parse_config("1+2:echo:pipe2") == (2, ClusterOptions(max_in_flight=2, echo=True))
+    for bad in ("1+0", "2+2", "1+2:turbo", "1+1:echo:logits"):
         with pytest.raises(BenchError):
             parse_config(bad)
 
@@ -35,7 +36,16 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Pat
     out = tmp_path_factory.mktemp("bench")
     th = ["--threshold", "40"] if "random_models" in str(models) else []
     cmd = [sys.executable, "-m", "dvs_cluster.cli", "bench", "--models", str(models), *th]
-    cmd += ["--configs", "single,1+1,1+1:logits", "--frames", "4", "--width", "512", "--height", "256"]
+    cmd += [
+        "--configs",
+        "single,1+1,1+1:logits,1+1:echo",
+        "--frames",
+        "4",
+        "--width",
+        "512",
+        "--height",
+        "256",
+    ]
     cmd += ["--threads", "1", "--sweep", "", "--json", str(out / "b.json"), "--plot", str(out / "fig")]
     cmd += ["--markdown", str(out / "BENCH.md")]
     subprocess.run(cmd, cwd=REPO, check=True, timeout=240, capture_output=True)
@@ -46,10 +56,10 @@ def test_bench_json_shape(bench: tuple[dict[str, Any], Path]) -> None:
     rep, out = bench
     assert {"configs", "sweep", "machine", "command", "speedup_baseline"} <= set(rep)
     names = [r["name"] for r in rep["configs"]]
-    assert names == ["Single", "1+1", "1+1:logits"]
+    assert names == ["Single", "1+1", "1+1:logits", "1+1:echo"]
     for r in rep["configs"]:
         assert {"name", "frames", "fps", "miou", "speedup", "seg_fraction", "latency_ms"} <= set(r)
-        assert r["frames"] == 4 and r["fps"] > 0
+        assert r["frames"] == (ECHO_FRAMES if r["name"].endswith("echo") else 4) and r["fps"] > 0
     c = rep["configs"][1]
     assert c["kind"] == "cluster" and c["slaves"] == 1 and c["oversubscribed"] is False
     assert c["placement"]["slave_cores"] and c["frames_dropped"] == 0
@@ -60,6 +70,19 @@ def test_bench_json_shape(bench: tuple[dict[str, Any], Path]) -> None:
     logits = rep["configs"][2]
     if logits["seg_fraction"] < 1.0:
         assert logits["bytes_per_frame"]["slaves_to_master"] > c["bytes_per_frame"]["slaves_to_master"]
+
+
+def test_master_capacity_row(bench: tuple[dict[str, Any], Path]) -> None:
+    """Echo slaves answer at once: the master alone sets the pace; no mIoU or speed-up is claimed."""
+    rep, out = bench
+    cluster, echo = rep["configs"][1], rep["configs"][3]
+    assert echo["kind"] == "capacity" and echo["miou"] is None and echo["speedup"] is None
+    assert echo["frames_dropped"] == 0
+    assert echo["seg_fraction"] == pytest.approx(ECHO_SEG[0] / ECHO_SEG[1], abs=0.02)
+    assert echo["fps"] > 2 * cluster["fps"]  # no networks on the slave side
+    overhead = echo["master_overhead_ms_excl_metrics"]
+    assert 0 < overhead < 1000 / echo["fps"]
+    assert "master capacity (1+1:echo" in (out / "BENCH.md").read_text()
 
 
 def test_bench_simulation_and_outputs(bench: tuple[dict[str, Any], Path]) -> None:

@@ -24,7 +24,14 @@ Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
 - ``res16`` / ``res8``: seg-path result logits as float16 / uint8 (``--result-quantize``);
 - ``logits``: flow-path results carry their logits too (the paper's scheme, the "before" of sending
   labels only); done by the slave wrapper in this module (``python -m dvs_cluster.nodes.bench slave``),
-  which changes nothing but the encoded result.
+  which changes nothing but the encoded result;
+- ``echo``: **master capacity**, not a cluster: the slaves (``python -m dvs_cluster.nodes.bench
+  echo-slave``) run no network and answer each task at once with canned labels (and logits on the seg
+  path, for 2 regions in 5, about Single's seg fraction), through the real decoder, serialiser and
+  transport. The master is then the bottleneck and never waits long: its time per frame is its
+  overhead with warm caches, and its fps the most one master sustains. Such rows have ``kind``
+  ``capacity``: no mIoU or speed-up, left out of the simulator's validation and the cluster tables.
+  They run ``ECHO_FRAMES`` frames at least (60 last a fifth of a second).
 """
 
 from __future__ import annotations
@@ -48,7 +55,13 @@ from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
-OPTION_RE = re.compile(r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(fifo|strict|prefer)")
+OPTION_RE = re.compile(
+    r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(fifo|strict|prefer)|(echo)"
+)
+#: Frames an ``echo`` (master capacity) config runs at least.
+ECHO_FRAMES = 300
+#: Of every ``ECHO_SEG[1]`` regions an echo slave answers ``ECHO_SEG[0]`` on the seg path (with logits).
+ECHO_SEG = (2, 5)
 #: Seconds one config may take (start, join, run, stop) before it is abandoned.
 RUN_TIMEOUT_S = 600.0
 
@@ -65,6 +78,7 @@ class ClusterOptions:
     result_quantize: str = "float32"
     flow_logits: bool = False
     region_order: str = "prefer"
+    echo: bool = False
 
 
 def parse_config(name: str) -> tuple[int, ClusterOptions]:
@@ -79,7 +93,7 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
         if not mo:
             raise BenchError(
                 f"unknown option {opt!r} in {name!r} "
-                "(pipeK, queueK, fwdK, aff, fifo|strict, keys16|keys8, res16|res8, logits)"
+                "(pipeK, queueK, fwdK, aff, fifo|strict, keys16|keys8, res16|res8, logits, echo)"
             )
         if mo.group(1):
             v = int(mo.group(2))
@@ -99,8 +113,12 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
                 o.result_quantize = q
         elif mo.group(7):
             o.region_order = mo.group(7)
+        elif mo.group(8):
+            o.echo = True
         else:
             o.flow_logits = True
+    if o.echo and o.flow_logits:
+        raise BenchError(f"{name!r}: echo slaves send no logits of their own; drop 'logits'")
     return int(m.group(1)), o
 
 
@@ -159,8 +177,13 @@ def cluster_commands(
     common = ["--cluster", cluster, "--multicast", "off"]
     slave_cmds = []
     for i, core in enumerate(slave_cores):
-        entry = ["-m", "dvs_cluster.nodes.bench"] if opt.flow_logits else ["-m", "dvs_cluster.cli"]
-        cmd = [sys.executable, *entry, "slave", "--name", f"slave{i}", *common, "--connect", endpoint]
+        if opt.echo:
+            entry = ["-m", "dvs_cluster.nodes.bench", "echo-slave"]
+        elif opt.flow_logits:
+            entry = ["-m", "dvs_cluster.nodes.bench", "slave"]
+        else:
+            entry = ["-m", "dvs_cluster.cli", "slave"]
+        cmd = [sys.executable, *entry, "--name", f"slave{i}", *common, "--connect", endpoint]
         cmd += ["--threads", "1", "--providers", providers, "--models", models]
         cmd += ["--result-quantize", opt.result_quantize]
         slave_cmds.append((cmd, core))
@@ -168,7 +191,8 @@ def cluster_commands(
     report, trace = out_dir / f"{slug}.json", out_dir / f"{slug}.trace.json"
     mcmd = [sys.executable, "-m", "dvs_cluster.cli", "master", *common, "--listen", endpoint]
     mcmd += ["--slaves-expected", str(slaves), "--wait", "120", "--preload"]
-    mcmd += ["--source", str(o.get("source") or ctx.source), "--frames", str(len(ctx.frames))]
+    frames = max(len(ctx.frames), ECHO_FRAMES) if opt.echo else len(ctx.frames)
+    mcmd += ["--source", str(o.get("source") or ctx.source), "--frames", str(frames)]
     mcmd += [
         "--width",
         str(ctx.width),
@@ -222,15 +246,16 @@ def row_from_report(
     master = rep["latency_ms"]["master"]
     frame = rep["latency_ms"]["frame"]
     overhead = sum(v for k, v in master.items() if k not in ("idle", "source"))
+    echo = bool(meta["options"].get("echo"))
     return {
         "name": name,
         "frames": rep["frames_out"],
         "fps": rep["fps"],
-        "miou": rep["miou"],
+        "miou": None if echo else rep["miou"],  # echo labels are canned
         "speedup": None,
         "seg_fraction": rep["seg_fraction"],
         "latency_ms": {"frame": {k: frame[k] for k in ("mean", "p50", "p99")}},
-        "kind": "cluster",
+        "kind": "capacity" if echo else "cluster",
         **meta,
         "frames_in": rep["frames_in"],
         "frames_dropped": rep["frames_dropped"],
@@ -446,16 +471,51 @@ def _patch_flow_logits() -> None:
     slave_mod.encode_result = encode_result
 
 
+# -- master capacity: a slave that answers at once -----------------------------------------------------
+
+
+def _patch_echo() -> None:
+    """Make this process's slave skip the networks: canned outcomes, the seg path on ECHO_SEG regions."""
+    import numpy as np
+
+    from dvs_cluster.core.keys import KeyFrame
+    from dvs_cluster.core.processor import RegionOutcome, logit_grid
+    from dvs_cluster.nodes import slave as slave_mod
+
+    canned: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
+
+    def _process(self: Any, processor: Any, buffer: Any, task: Any) -> Any:
+        h, w = task.image.shape[:2]
+        if (h, w) not in canned:
+            labels = np.zeros((h, w), np.uint8)
+            canned[h, w] = (labels, np.zeros((19, *logit_grid(h, w)), np.float32), labels.astype(np.float32))
+        labels, logits, confidence = canned[h, w]
+        seg = (task.sequence + task.region) % ECHO_SEG[1] < ECHO_SEG[0]
+        key = KeyFrame(task.sequence, task.image, logits) if seg else None
+        return RegionOutcome(
+            task.region, task.sequence, "seg" if seg else "flow", 100.0, logits, labels, confidence, key, None
+        )
+
+    slave_mod.SlaveNode._process = _process  # type: ignore[method-assign]
+
+
+WRAPPERS = {"slave": _patch_flow_logits, "echo-slave": _patch_echo}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dvs_cluster.nodes.bench slave ...``: a slave whose flow results carry logits."""
+    """
+    ``python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS``: the bench's slave variants.
+
+    ``slave``: flow results carry logits (option ``logits``); ``echo-slave``: no networks (``echo``).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] != ["slave"]:
-        print("usage: python -m dvs_cluster.nodes.bench slave SLAVE-OPTIONS", file=sys.stderr)
+    if args[:1] not in ([k] for k in WRAPPERS):
+        print("usage: python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS", file=sys.stderr)
         return 2
-    _patch_flow_logits()
+    WRAPPERS[args[0]]()
     from dvs_cluster.cli import main as cli_main
 
-    return cli_main(args)
+    return cli_main(["slave", *args[1:]])
 
 
 def observe_in_process() -> Any:

@@ -52,7 +52,7 @@ def _plt() -> Any:
 def figure5(report: dict[str, Any], path: Path) -> Path:
     """mIoU, fps and speed-up per configuration: measured bars, simulator markers, board predictions."""
     plt = _plt()
-    rows = [r for r in report["configs"] if r.get("fps")]
+    rows = [r for r in report["configs"] if r.get("fps") and r.get("kind") != "capacity"]
     sim = report.get("simulation") or {}
     pred = {v["name"]: v for v in sim.get("validation", [])}
     boards = (sim.get("boards") or {}).get("networks", {})

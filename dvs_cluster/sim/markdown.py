@@ -337,6 +337,18 @@ def _checks(
             "without scoring against ground truth (target ≤ 2 ms at 1024x512: "
             f"{'yes' if r['master_overhead_ms_excl_metrics'] <= 2.0 else 'NO'})"
         )
+    for r in (r for r in report["configs"] if r.get("kind") == "capacity"):
+        w, h = report.get("frame_size", [0, 0])
+        cpu = r.get("master_cpu_ms")
+        idle = r["breakdown"]["master"].get("idle", 0.0)
+        out.append(
+            f"- master capacity ({r['name']}: echo slaves, no networks, {r['frames']} frames): "
+            f"{r['fps']:.0f} fps at {w}x{h} with scoring; overhead (everything but idle) "
+            f"{r['master_overhead_ms_excl_metrics']:.2f} ms per frame without scoring, idle "
+            f"{idle:.2f} ms"
+            + (f", whole master process CPU {cpu:.2f} ms" if cpu is not None else "")
+            + f" (target ≤ 2 ms: {'yes' if r['master_overhead_ms_excl_metrics'] <= 2.0 else 'NO'})"
+        )
     cpus = [(r["name"], r["master_cpu_ms"]) for r in cl if r.get("master_cpu_ms") is not None]
     if cpus:
         w, h = report.get("frame_size", [0, 0])
