@@ -478,6 +478,7 @@ def _patch_echo() -> None:
     """Make this process's slave skip the networks: canned outcomes, the seg path on ECHO_SEG regions."""
     import numpy as np
 
+    from dvs_cluster.core.classes import NUM_CLASSES
     from dvs_cluster.core.keys import KeyFrame
     from dvs_cluster.core.processor import RegionOutcome, logit_grid
     from dvs_cluster.nodes import slave as slave_mod
@@ -488,7 +489,8 @@ def _patch_echo() -> None:
         h, w = task.image.shape[:2]
         if (h, w) not in canned:
             labels = np.zeros((h, w), np.uint8)
-            canned[h, w] = (labels, np.zeros((19, *logit_grid(h, w)), np.float32), labels.astype(np.float32))
+            logits = np.zeros((NUM_CLASSES, *logit_grid(h, w)), np.float32)
+            canned[h, w] = (labels, logits, labels.astype(np.float32))
         labels, logits, confidence = canned[h, w]
         seg = (task.sequence + task.region) % ECHO_SEG[1] < ECHO_SEG[0]
         key = KeyFrame(task.sequence, task.image, logits) if seg else None
