@@ -38,7 +38,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Pat
     cmd = [sys.executable, "-m", "dvs_cluster.cli", "bench", "--models", str(models), *th]
     cmd += [
         "--configs",
-        "single,1+1,1+1:logits,1+1:echo",
+        "single,1+1,1+1:logits,1+1:echo:pipe4",
         "--frames",
         "4",
         "--width",
@@ -56,10 +56,10 @@ def test_bench_json_shape(bench: tuple[dict[str, Any], Path]) -> None:
     rep, out = bench
     assert {"configs", "sweep", "machine", "command", "speedup_baseline"} <= set(rep)
     names = [r["name"] for r in rep["configs"]]
-    assert names == ["Single", "1+1", "1+1:logits", "1+1:echo"]
+    assert names == ["Single", "1+1", "1+1:logits", "1+1:echo:pipe4"]
     for r in rep["configs"]:
         assert {"name", "frames", "fps", "miou", "speedup", "seg_fraction", "latency_ms"} <= set(r)
-        assert r["frames"] == (ECHO_FRAMES if r["name"].endswith("echo") else 4) and r["fps"] > 0
+        assert r["frames"] == (ECHO_FRAMES if "echo" in r["name"] else 4) and r["fps"] > 0
     c = rep["configs"][1]
     assert c["kind"] == "cluster" and c["slaves"] == 1 and c["oversubscribed"] is False
     assert c["placement"]["slave_cores"] and c["frames_dropped"] == 0
@@ -80,8 +80,9 @@ def test_master_capacity_row(bench: tuple[dict[str, Any], Path]) -> None:
     assert echo["frames_dropped"] == 0
     assert echo["seg_fraction"] == pytest.approx(ECHO_SEG[0] / ECHO_SEG[1], abs=0.02)
     assert echo["fps"] > 2 * cluster["fps"]  # no networks on the slave side
-    overhead = echo["master_overhead_ms_excl_metrics"]
-    assert 0 < overhead < 1000 / echo["fps"]
+    # The master is the bottleneck: with four tasks in flight it waits for less than half of each frame.
+    assert echo["breakdown"]["master"]["idle"] < 0.5 * 1000 / echo["fps"]
+    assert echo["master_overhead_ms_excl_metrics"] > 0
     assert "master capacity (1+1:echo" in (out / "BENCH.md").read_text()
 
 
