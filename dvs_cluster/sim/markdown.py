@@ -327,10 +327,10 @@ def _checks(
         gaps = [abs(r["miou"] - single["miou"]) for r in cl if r.get("miou") is not None]
         if gaps:
             out.append(f"- measured runs: max mIoU gap to Single {max(gaps):.2f} points")
+    w, h = report.get("frame_size", [0, 0])
     own = [r for r in cl if not r.get("shared_cores")]
     if own:
         r = own[0]
-        w, h = report.get("frame_size", [0, 0])
         out.append(
             f"- master overhead (everything but idle) in {r['name']} at {w}x{h}: "
             f"{r['master_overhead_ms']:.2f} ms per frame, {r['master_overhead_ms_excl_metrics']:.2f} ms "
@@ -338,7 +338,6 @@ def _checks(
             f"{'yes' if r['master_overhead_ms_excl_metrics'] <= 2.0 else 'NO'})"
         )
     for r in (r for r in report["configs"] if r.get("kind") == "capacity"):
-        w, h = report.get("frame_size", [0, 0])
         cpu = r.get("master_cpu_ms")
         idle = r["breakdown"]["master"].get("idle", 0.0)
         out.append(
@@ -351,7 +350,6 @@ def _checks(
         )
     cpus = [(r["name"], r["master_cpu_ms"]) for r in cl if r.get("master_cpu_ms") is not None]
     if cpus:
-        w, h = report.get("frame_size", [0, 0])
         worst = max(c for _, c in cpus)
         out.append(
             f"- master CPU per frame at {w}x{h} (the whole master process, transport threads included, "
