@@ -8,6 +8,16 @@ steps (split, assemble, score) on a real frame, scheduler bookkeeping with the r
 ``WorkloadManager``, and Zenoh publish cost and delivery delay between two real sessions on loopback.
 Other frame sizes are derived by :meth:`Costs.scaled` (times in proportion to pixels, sizes
 re-measured from the serialiser), which is an approximation and says so.
+
+Messages are timed **paced**: each encode, decode and publish :data:`PACE_GAP_S` after the one
+before, as a node meets them in a run. A node wakes for a message (the master for a result, a slave
+for a task) and the code it runs first after a wait is several times slower on the machine of
+BENCHMARKS.md than back to back (a result decode: 25 us back to back, 98 us after 20 ms idle;
+``scripts/idle_gap.py``). Timed back to back, the simulated master took 1.8 ms per 1+1 frame where
+the real one takes 4 ms, and predictions where it shares a core with a slave came out up to 17 % fast.
+The master's own steps (split, assemble, score, keys, scheduling) stay back to back: they run in the
+same wake-up after the messages, and charging each of them a whole cold start of its own would bill
+one wake-up several times over.
 """
 
 from __future__ import annotations
@@ -25,6 +35,10 @@ from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.core.processor import logit_grid
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.sim.oracle import QUANTS
+
+#: Seconds of idle before each timed encode, decode and publish: about one slave's region time here
+#: (20-25 ms), the gap between results a 1+1 master waits.
+PACE_GAP_S = 0.02
 
 #: Message kinds: task with/without a forwarded key, seg result, flow result (labels only, or + logits).
 TASK = "task"
@@ -171,9 +185,9 @@ def message_sizes(width: int, height: int, rows: int = 2, cols: int = 2) -> dict
     return {k: float(len(enc())) for k, (enc, _) in _messages(width, height, rows, cols).items()}
 
 
-def _median_ms(fn: Callable[[], Any], reps: int) -> float:
+def _median_ms(fn: Callable[[], Any], reps: int, gap_s: float = 0.0) -> float:
     """
-    Lower-quartile CPU time of the calling thread over ``reps`` calls.
+    Lower-quartile CPU time of the calling thread over ``reps`` calls, each ``gap_s`` after the last.
 
     CPU time, so waiting for a shared core does not count; the lower quartile, because what other jobs
     still add (a busy SMT sibling, a hypervisor's steal) only ever makes a call slower.
@@ -181,6 +195,8 @@ def _median_ms(fn: Callable[[], Any], reps: int) -> float:
     fn()
     times = []
     for _ in range(reps):
+        if gap_s:
+            time.sleep(gap_s)
         t0 = time.thread_time()
         fn()
         times.append((time.thread_time() - t0) * 1000.0)
@@ -188,16 +204,16 @@ def _median_ms(fn: Callable[[], Any], reps: int) -> float:
 
 
 def measure_codec(
-    width: int, height: int, rows: int, cols: int, reps: int = 7
+    width: int, height: int, rows: int, cols: int, reps: int = 7, gap_s: float = PACE_GAP_S
 ) -> dict[str, dict[str, float]]:
-    """Size and median encode/decode time of every message kind."""
+    """Size and encode/decode time (``gap_s`` apart) of every message kind."""
     out = {}
     for kind, (enc, dec) in _messages(width, height, rows, cols).items():
         data = bytes(enc())
         out[kind] = {
             "bytes": float(len(data)),
-            "encode_ms": _median_ms(enc, reps),
-            "decode_ms": _median_ms(lambda d=data, f=dec: f(d), reps),  # type: ignore[misc]
+            "encode_ms": _median_ms(enc, reps, gap_s),
+            "decode_ms": _median_ms(lambda d=data, f=dec: f(d), reps, gap_s),  # type: ignore[misc]
         }
     return out
 
@@ -278,7 +294,9 @@ def _echo_main(endpoint: str, key_in: str, key_out: str, core: int | None) -> No
         t.close()
 
 
-def _probe_main(endpoint: str, tag: str, core: int | None, sizes: list[int], reps: int) -> None:
+def _probe_main(
+    endpoint: str, tag: str, core: int | None, sizes: list[int], reps: int, gap_s: float = PACE_GAP_S
+) -> None:
     """Master side of :func:`measure_link`, in its own pinned process; prints the samples as JSON."""
     import json
     import queue
@@ -309,6 +327,7 @@ def _probe_main(endpoint: str, tag: str, core: int | None, sizes: list[int], rep
         for size in sizes:
             payload = bytes(size)
             for i in range(reps + 2):
+                time.sleep(gap_s)
                 t0 = time.perf_counter()
                 t.publish(f"{tag}/out", payload)
                 t1 = time.perf_counter()
@@ -331,6 +350,7 @@ def measure_link(
     sizes: tuple[int, ...] = (1_000, 100_000, 400_000, 800_000),
     reps: int = 10,
     cores: tuple[int | None, int | None] = (None, None),
+    gap_s: float = PACE_GAP_S,
 ) -> dict[str, float]:
     """
     Zenoh between two processes on loopback, the way master and slave talk: round trips of real sizes.
@@ -338,7 +358,8 @@ def measure_link(
     Both ends are processes pinned (with their Zenoh threads) to the cores a run would use. The echo
     answers from its main thread (callback -> queue -> publish, as the slave does), so a round trip
     holds two deliveries and four thread hand-offs. Fitted as one-way ``latency_ms + size / mb_per_s``,
-    plus the publish call's own cost ``publish_ms + publish_ms_per_mb * size``.
+    plus the publish call's own cost ``publish_ms + publish_ms_per_mb * size``; each round trip starts
+    ``gap_s`` after the last one ended.
     """
     import json
     import socket
@@ -355,7 +376,7 @@ def measure_link(
             sys.executable,
             "-c",
             "from dvs_cluster.sim.costs import _probe_main; "
-            f"_probe_main({ep!r}, {tag!r}, {cores[0]!r}, {list(sizes)!r}, {reps})",
+            f"_probe_main({ep!r}, {tag!r}, {cores[0]!r}, {list(sizes)!r}, {reps}, {gap_s!r})",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -428,7 +449,7 @@ def measure(
         {k: list(v) for k, v in stage_ms.items()},
         measure_master(width, height, rows, cols, image=image, labels=labels),
         measure_codec(width, height, rows, cols),
-        measure_link()
+        measure_link(cores=cores)
         if link
         else {"publish_ms": 0.0, "publish_ms_per_mb": 0.0, "latency_ms": 0.0, "mb_per_s": 1e6},
     )
