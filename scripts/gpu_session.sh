@@ -73,7 +73,7 @@ if [ "${BENCH:-1}" != 0 ] && [ "$NCPU" -ge 8 ]; then
   el "bench on cores 2-$((NCPU - 1))"
   DVS_BENCH_CORES=$(seq -s, 2 $((NCPU - 1))) timeout $(( $(printf '%.0f' "$MINUTES") * 60 + 60 )) taskset -c 1 \
     $PY -m dvs_cluster.cli bench --frames 60 --threads 1 --sweep '' \
-    --configs "${CONFIGS:-segpath,single,1+1,1+2,1+3,1+4,1+5,1+6,1+8,1+10,1+4:fifo,1+6:fifo,1+4:pipe2:aff:keys8:res8:fwd2,1+6:pipe2:aff,1+1:echo:pipe4}" \
+    --configs "${CONFIGS:-segpath,single,1+1,1+2,1+3,1+4,1+5,1+6,1+8,1+10,1+4:fifo,1+6:fifo,1+4:pipe2:aff:keys8:res8:fwd2,1+6:pipe2:aff,1+1:echo:pipe4,1+1:echo:hold25}" \
     --json /tmp/gpu_session_bench/bench.json --plot /tmp/gpu_session_bench \
     --markdown /tmp/gpu_session_bench/BENCH.md >>"$LOG" 2>&1
   el "bench exit $?"

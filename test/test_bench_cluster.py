@@ -25,7 +25,8 @@ def test_parse_config() -> None:
     assert parse_config("1+4:fifo:aff") == (4, ClusterOptions(affinity=True, region_order="fifo"))
     assert parse_config("1+4:strict")[1].region_order == "strict"
     assert parse_config("1+2:echo:pipe2") == (2, ClusterOptions(max_in_flight=2, echo=True))
-    for bad in ("1+0", "2+2", "1+2:turbo", "1+1:echo:logits"):
+    assert parse_config("1+1:echo:hold25") == (1, ClusterOptions(echo=True, hold_ms=25))
+    for bad in ("1+0", "2+2", "1+2:turbo", "1+1:echo:logits", "1+1:hold25"):
         with pytest.raises(BenchError):
             parse_config(bad)
 
@@ -38,7 +39,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Pat
     cmd = [sys.executable, "-m", "dvs_cluster.cli", "bench", "--models", str(models), *th]
     cmd += [
         "--configs",
-        "single,1+1,1+1:logits,1+1:echo:pipe4",
+        "single,1+1,1+1:logits,1+1:echo:pipe4,1+1:echo:hold20",
         "--frames",
         "4",
         "--width",
@@ -56,10 +57,10 @@ def test_bench_json_shape(bench: tuple[dict[str, Any], Path]) -> None:
     rep, out = bench
     assert {"configs", "sweep", "machine", "command", "speedup_baseline"} <= set(rep)
     names = [r["name"] for r in rep["configs"]]
-    assert names == ["Single", "1+1", "1+1:logits", "1+1:echo:pipe4"]
+    assert names == ["Single", "1+1", "1+1:logits", "1+1:echo:pipe4", "1+1:echo:hold20"]
     for r in rep["configs"]:
         assert {"name", "frames", "fps", "miou", "speedup", "seg_fraction", "latency_ms"} <= set(r)
-        assert r["frames"] == (ECHO_FRAMES if "echo" in r["name"] else 4) and r["fps"] > 0
+        assert r["frames"] == (ECHO_FRAMES if r["name"] == "1+1:echo:pipe4" else 4) and r["fps"] > 0
     c = rep["configs"][1]
     assert c["kind"] == "cluster" and c["slaves"] == 1 and c["oversubscribed"] is False
     assert c["placement"]["slave_cores"] and c["frames_dropped"] == 0
@@ -84,6 +85,18 @@ def test_master_capacity_row(bench: tuple[dict[str, Any], Path]) -> None:
     assert echo["breakdown"]["master"]["idle"] < 0.5 * 1000 / echo["fps"]
     assert echo["master_overhead_ms_excl_metrics"] > 0
     assert "master capacity (1+1:echo" in (out / "BENCH.md").read_text()
+
+
+def test_master_at_a_clusters_pace_row(bench: tuple[dict[str, Any], Path]) -> None:
+    """Echo slaves that hold each answer 20 ms: the master waits most of each frame, no slave computes."""
+    rep, out = bench
+    hold = rep["configs"][4]
+    assert hold["kind"] == "capacity" and hold["miou"] is None and hold["frames_dropped"] == 0
+    assert hold["options"]["hold_ms"] == 20
+    period_ms = 1000 / hold["fps"]
+    assert period_ms >= 4 * 20  # four regions, one at a time, each answered 20 ms after it was sent
+    assert hold["breakdown"]["master"]["idle"] > 0.5 * period_ms
+    assert "master at a cluster's pace" in (out / "BENCH.md").read_text()
 
 
 def test_bench_simulation_and_outputs(bench: tuple[dict[str, Any], Path]) -> None:

@@ -31,7 +31,10 @@ Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
   transport. The master is then the bottleneck and never waits long: its time per frame is its
   overhead with warm caches, and its fps the most one master sustains. Such rows have ``kind``
   ``capacity``: no mIoU or speed-up, left out of the simulator's validation and the cluster tables.
-  They run ``ECHO_FRAMES`` frames at least (60 last a fifth of a second).
+  They run ``ECHO_FRAMES`` frames at least (60 last a fifth of a second);
+- ``holdK`` (with ``echo``): the echo slaves hold each answer K ms (asleep, no compute on any core), so
+  the master meets a real cluster's pace with nothing else running: its overhead then against the
+  capacity row's is what waiting alone costs the code it runs after each wait.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from dvs_cluster.bench import BenchContext, BenchError, register_runner
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
 OPTION_RE = re.compile(
-    r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(fifo|strict|prefer)|(echo)"
+    r"(pipe|queue|fwd)(\d+)|(aff)|(keys|res)(16|8|32)|(logits)|(fifo|strict|prefer)|(echo)|hold(\d+)"
 )
 #: Frames an ``echo`` (master capacity) config runs at least.
 ECHO_FRAMES = 300
@@ -79,6 +82,7 @@ class ClusterOptions:
     flow_logits: bool = False
     region_order: str = "prefer"
     echo: bool = False
+    hold_ms: int = 0  # echo slaves answer this long after a task arrives
 
 
 def parse_config(name: str) -> tuple[int, ClusterOptions]:
@@ -93,7 +97,7 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
         if not mo:
             raise BenchError(
                 f"unknown option {opt!r} in {name!r} "
-                "(pipeK, queueK, fwdK, aff, fifo|strict, keys16|keys8, res16|res8, logits, echo)"
+                "(pipeK, queueK, fwdK, aff, fifo|strict, keys16|keys8, res16|res8, logits, echo, holdK)"
             )
         if mo.group(1):
             v = int(mo.group(2))
@@ -115,10 +119,14 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
             o.region_order = mo.group(7)
         elif mo.group(8):
             o.echo = True
+        elif mo.group(9):
+            o.hold_ms = int(mo.group(9))
         else:
             o.flow_logits = True
     if o.echo and o.flow_logits:
         raise BenchError(f"{name!r}: echo slaves send no logits of their own; drop 'logits'")
+    if o.hold_ms and not o.echo:
+        raise BenchError(f"{name!r}: holdK is for echo slaves; add 'echo'")
     return int(m.group(1)), o
 
 
@@ -178,7 +186,7 @@ def cluster_commands(
     slave_cmds = []
     for i, core in enumerate(slave_cores):
         if opt.echo:
-            entry = ["-m", "dvs_cluster.nodes.bench", "echo-slave"]
+            entry = ["-m", "dvs_cluster.nodes.bench", "echo-slave", "--hold-ms", str(opt.hold_ms)]
         elif opt.flow_logits:
             entry = ["-m", "dvs_cluster.nodes.bench", "slave"]
         else:
@@ -191,7 +199,7 @@ def cluster_commands(
     report, trace = out_dir / f"{slug}.json", out_dir / f"{slug}.trace.json"
     mcmd = [sys.executable, "-m", "dvs_cluster.cli", "master", *common, "--listen", endpoint]
     mcmd += ["--slaves-expected", str(slaves), "--wait", "120", "--preload"]
-    frames = max(len(ctx.frames), ECHO_FRAMES) if opt.echo else len(ctx.frames)
+    frames = max(len(ctx.frames), ECHO_FRAMES) if opt.echo and not opt.hold_ms else len(ctx.frames)
     mcmd += ["--source", str(o.get("source") or ctx.source), "--frames", str(frames)]
     mcmd += [
         "--width",
@@ -474,8 +482,12 @@ def _patch_flow_logits() -> None:
 # -- master capacity: a slave that answers at once -----------------------------------------------------
 
 
-def _patch_echo() -> None:
-    """Make this process's slave skip the networks: canned outcomes, the seg path on ECHO_SEG regions."""
+def _patch_echo(hold_ms: float = 0.0) -> None:
+    """
+    Make this process's slave skip the networks: canned outcomes, the seg path on ECHO_SEG regions.
+
+    ``hold_ms``: sleep that long before answering (a cluster's pace without compute).
+    """
     import numpy as np
 
     from dvs_cluster.core.classes import NUM_CLASSES
@@ -486,6 +498,8 @@ def _patch_echo() -> None:
     canned: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
 
     def _process(self: Any, processor: Any, buffer: Any, task: Any) -> Any:
+        if hold_ms:
+            time.sleep(hold_ms / 1000.0)
         h, w = task.image.shape[:2]
         if (h, w) not in canned:
             labels = np.zeros((h, w), np.uint8)
@@ -508,13 +522,18 @@ def main(argv: list[str] | None = None) -> int:
     """
     ``python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS``: the bench's slave variants.
 
-    ``slave``: flow results carry logits (option ``logits``); ``echo-slave``: no networks (``echo``).
+    ``slave``: flow results carry logits (option ``logits``); ``echo-slave [--hold-ms K]``: no networks
+    (``echo``), each answer K ms after its task (``holdK``).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] not in ([k] for k in WRAPPERS):
         print("usage: python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS", file=sys.stderr)
         return 2
-    WRAPPERS[args[0]]()
+    if args[0] == "echo-slave" and args[1:2] == ["--hold-ms"]:
+        _patch_echo(float(args[2]))
+        args = [args[0], *args[3:]]
+    else:
+        WRAPPERS[args[0]]()
     from dvs_cluster.cli import main as cli_main
 
     return cli_main(["slave", *args[1:]])

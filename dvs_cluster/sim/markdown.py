@@ -340,9 +340,16 @@ def _checks(
     for r in (r for r in report["configs"] if r.get("kind") == "capacity"):
         cpu = r.get("master_cpu_ms")
         idle = r["breakdown"]["master"].get("idle", 0.0)
+        hold = (r.get("options") or {}).get("hold_ms") or 0
+        what = (
+            f"master at a cluster's pace, no networks anywhere ({r['name']}: echo slaves answer {hold} ms "
+            f"after each task, {r['frames']} frames): {r['fps']:.1f} fps"
+            if hold
+            else f"master capacity ({r['name']}: echo slaves, no networks, {r['frames']} frames): "
+            f"{r['fps']:.0f} fps"
+        )
         out.append(
-            f"- master capacity ({r['name']}: echo slaves, no networks, {r['frames']} frames): "
-            f"{r['fps']:.0f} fps at {w}x{h} with scoring; overhead (everything but idle) "
+            f"- {what} at {w}x{h} with scoring; overhead (everything but idle) "
             f"{r['master_overhead_ms_excl_metrics']:.2f} ms per frame without scoring, idle "
             f"{idle:.2f} ms"
             + (f", whole master process CPU {cpu:.2f} ms" if cpu is not None else "")
