@@ -455,7 +455,7 @@ def _short(cmd: list[str], core: int) -> str:
 # -- the paper's variant of the slave: flow-path results carry their logits ---------------------------
 
 
-def _patch_flow_logits() -> None:
+def _patch_flow_logits(args: list[str]) -> list[str]:
     """Make this process's slave send the flow path's warped logits along with its labels."""
     from dataclasses import replace
 
@@ -477,17 +477,20 @@ def _patch_flow_logits() -> None:
 
     slave_mod.SlaveNode._process = _process  # type: ignore[method-assign]
     slave_mod.encode_result = encode_result
+    return args
 
 
 # -- master capacity: a slave that answers at once -----------------------------------------------------
 
 
-def _patch_echo(hold_ms: float = 0.0) -> None:
+def _patch_echo(args: list[str]) -> list[str]:
     """
     Make this process's slave skip the networks: canned outcomes, the seg path on ECHO_SEG regions.
 
-    ``hold_ms``: sleep that long before answering (a cluster's pace without compute).
+    Takes ``--hold-ms K`` off ``args``: sleep that long before answering (a cluster's pace, no compute).
     """
+    import argparse
+
     import numpy as np
 
     from dvs_cluster.core.classes import NUM_CLASSES
@@ -495,6 +498,10 @@ def _patch_echo(hold_ms: float = 0.0) -> None:
     from dvs_cluster.core.processor import RegionOutcome, logit_grid
     from dvs_cluster.nodes import slave as slave_mod
 
+    hold = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    hold.add_argument("--hold-ms", type=float, default=0.0)
+    opts, rest = hold.parse_known_args(args)
+    hold_ms = opts.hold_ms
     canned: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
 
     def _process(self: Any, processor: Any, buffer: Any, task: Any) -> Any:
@@ -513,8 +520,10 @@ def _patch_echo(hold_ms: float = 0.0) -> None:
         )
 
     slave_mod.SlaveNode._process = _process  # type: ignore[method-assign]
+    return rest
 
 
+#: Slave variants: each patches this process's slave and returns the slave options it leaves.
 WRAPPERS = {"slave": _patch_flow_logits, "echo-slave": _patch_echo}
 
 
@@ -529,14 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] not in ([k] for k in WRAPPERS):
         print("usage: python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS", file=sys.stderr)
         return 2
-    if args[0] == "echo-slave" and args[1:2] == ["--hold-ms"]:
-        _patch_echo(float(args[2]))
-        args = [args[0], *args[3:]]
-    else:
-        WRAPPERS[args[0]]()
+    rest = WRAPPERS[args[0]](args[1:])
     from dvs_cluster.cli import main as cli_main
 
-    return cli_main(["slave", *args[1:]])
+    return cli_main(["slave", *rest])
 
 
 def observe_in_process() -> Any:
