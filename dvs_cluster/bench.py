@@ -2,11 +2,15 @@
 ``dvs-cluster bench``: a Table-II-like comparison of configurations and a DVSNet threshold sweep.
 
 Every configuration runs on the same frames (decoded once, kept in memory, so the source is not
-timed). fps counts engine time only. Configurations:
+timed). fps counts engine time only. A source without labels (a real video) is scored by agreement
+with SegPath's labels instead of mIoU. Configurations:
 
 - ``segpath``: segmentation net on every region of every frame (accuracy reference);
-- ``single``: DVSNet on one machine at ``--threshold``; ``dynamic``: with DVSNet's adaptive threshold;
-- ``fixedK``: a new key every K frames, no decision network;
+- ``segpath@S``: the per-frame front, the same net on every region scaled by S first (e.g. 0.5);
+- ``single``: DVSNet on one machine at ``--threshold`` with the default flow source and DN;
+  ``single:FLOW`` with another flow source (``single:onnx``: the paper's FlowNet-S + DN v1);
+  ``dynamic``: with DVSNet's adaptive threshold;
+- ``fixedK`` (``fixedK:FLOW``): a new key every K frames, no decision network;
 - ``1+N`` (one master, N slaves) and anything else: looked up in :data:`RUNNERS` by name prefix, where
   the cluster code registers its runner (see :func:`register_runner`).
 
@@ -27,6 +31,9 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from dvs_cluster.core.policy import DecisionPolicy, DVSNetPolicy, FixedIntervalPolicy, SegPathPolicy
 from dvs_cluster.engine import RunStats, SingleEngine
@@ -49,17 +56,31 @@ class BenchContext:
     overlap: int
     threshold: float
     source: str
-    models_factory: Callable[[], Any]
+    models_factory: Callable[..., Any]
     options: dict[str, Any] = field(default_factory=dict)
+    #: Quality axis: "miou" against ground truth, or "agreement" with SegPath's labels (no labels).
+    quality: str = "miou"
 
-    _models: Any = None
+    _models: dict[str, Any] = field(default_factory=dict)
 
     @property
     def models(self) -> Any:
-        """Models shared by the in-process configurations (created once)."""
-        if self._models is None:
-            self._models = self.models_factory()
-        return self._models
+        """Models of the default flow source, shared by the in-process configurations (created once)."""
+        return self.models_for(None)
+
+    def models_for(self, flow: str | None) -> Any:
+        """Models with the flow source ``flow`` (None: the command's), each set created once."""
+        key = flow or ""
+        if key not in self._models:
+            self._models[key] = self.models_factory(flow=flow) if flow else self.models_factory()
+        return self._models[key]
+
+    def threshold_for(self, models: Any) -> float:
+        """``--threshold``, else the default the DN of ``models`` records for this source."""
+        given = self.options.get("threshold")
+        if given is not None:
+            return float(given)
+        return default_threshold(models, synthetic=is_synthetic(self.source))
 
 
 #: A runner turns (config name, context) into a result dict with at least the keys of
@@ -104,35 +125,107 @@ def parse_configs(text: str) -> list[str]:
     return names
 
 
+#: ``single``, ``dynamic``, ``fixedK``, each with an optional ``:FLOW`` (a flow source, e.g. ``onnx``).
+_IN_PROCESS = re.compile(r"(single|dynamic|fixed(\d+))(?::(.+))?")
+_SEGPATH = re.compile(r"segpath(?:@([0-9.]+))?")
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """An in-process config: its policy kind, flow source (None: the default) and seg scale."""
+
+    kind: str  # segpath | single | dynamic | fixed
+    flow: str | None = None
+    k: int = 0
+    scale: float = 1.0
+
+
+def parse_in_process(name: str) -> InProcess | None:
+    """The in-process config a name stands for, None for runner configs; BenchError if malformed."""
+    from dvs_cluster.core.flow import FlowSpecError, canonical_flow_spec
+
+    low = name.strip().lower()
+    m = _SEGPATH.fullmatch(low)
+    if m:
+        scale = float(m.group(1)) if m.group(1) else 1.0
+        if not 0.0 < scale <= 1.0:
+            raise BenchError(f"config {name!r}: the seg scale must be in (0, 1], e.g. segpath@0.5")
+        return InProcess("segpath", scale=scale)
+    m = _IN_PROCESS.fullmatch(low)
+    if not m:
+        return None
+    flow = None
+    if m.group(3):
+        try:
+            flow = canonical_flow_spec(m.group(3))
+        except FlowSpecError as e:
+            raise BenchError(f"config {name!r}: {e}") from None
+    if m.group(2):
+        k = int(m.group(2))
+        if k < 1:
+            raise BenchError(f"config {name!r}: the key interval must be >= 1")
+        return InProcess("fixed", flow, k)
+    return InProcess(m.group(1), flow)
+
+
 def canonical_name(name: str) -> str:
-    """Display name of a config: SegPath, Single, Single-dyn, FixedK, 1+N, or a runner's own name."""
+    """Display name: SegPath[@S], Single[FLOW], Single-dyn[FLOW], FixedK[FLOW], 1+N, a runner's own."""
+    cfg = parse_in_process(name)
+    if cfg is not None:
+        base = {"segpath": "SegPath", "single": "Single", "dynamic": "Single-dyn"}.get(
+            cfg.kind, f"Fixed{cfg.k}"
+        )
+        if cfg.scale != 1.0:
+            base += f"@{cfg.scale:g}"
+        return base + (f"[{cfg.flow}]" if cfg.flow else "")
     low = name.lower()
-    if low == "segpath":
-        return "SegPath"
-    if low == "single":
-        return "Single"
-    if low == "dynamic":
-        return "Single-dyn"
-    m = re.fullmatch(r"fixed(\d+)", low)
-    if m and int(m.group(1)) >= 1:
-        return f"Fixed{int(m.group(1))}"
     if re.fullmatch(r"1\+\d+", low) or any(low.startswith(p) for p in RUNNERS):
         return name
-    raise BenchError(f"unknown config {name!r} (use segpath, single, dynamic, fixedK or 1+N)")
+    raise BenchError(
+        f"unknown config {name!r} (use segpath[@S], single[:FLOW], dynamic, fixedK[:FLOW] or 1+N)"
+    )
 
 
-def _policy_for(name: str, threshold: float) -> DecisionPolicy | None:
-    low = name.lower()
-    if low == "segpath":
+def _policy_for(cfg: InProcess, threshold: float) -> DecisionPolicy:
+    if cfg.kind == "segpath":
         return SegPathPolicy()
-    if low == "single":
+    if cfg.kind == "single":
         return DVSNetPolicy(threshold)
-    if low == "dynamic":
+    if cfg.kind == "dynamic":
         return DVSNetPolicy(threshold, dynamic=True)
-    m = re.fullmatch(r"fixed(\d+)", low)
-    if m:
-        return FixedIntervalPolicy(int(m.group(1)))
-    return None
+    return FixedIntervalPolicy(cfg.k)
+
+
+class ScaledSeg:
+    """
+    The per-frame front: the seg net on the region scaled by ``scale``, logits resized back.
+
+    Same ``Models`` interface; only :meth:`seg` differs (flow and DN pass through, unused by SegPath).
+    """
+
+    def __init__(self, models: Any, scale: float) -> None:
+        self.models = models
+        self.scale = scale
+
+    def seg(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        import cv2
+
+        from dvs_cluster.core.processor import logit_grid
+
+        h, w = image.shape[:2]
+        small = cv2.resize(
+            image,
+            (max(4, round(w * self.scale)), max(4, round(h * self.scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        logits = self.models.seg(small)
+        gh, gw = logit_grid(h, w)
+        hwc = np.ascontiguousarray(logits.transpose(1, 2, 0))
+        up = cv2.resize(hwc, (gw, gh), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(up.reshape(gh, gw, -1).transpose(2, 0, 1), dtype=np.float32)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.models, name)
 
 
 def result_from_stats(name: str, stats: RunStats, **extra: Any) -> dict[str, Any]:
@@ -145,32 +238,50 @@ def result_from_stats(name: str, stats: RunStats, **extra: Any) -> dict[str, Any
         "miou": stats.miou,
         "speedup": None,
         "seg_fraction": stats.mix.seg_fraction,
+        "agreement": stats.confusion.pixel_accuracy() if stats.has_gt else None,
         "latency_ms": {k: {"mean": v["mean"], "p50": v["p50"], "p99": v["p99"]} for k, v in lat.items()},
     }
     row.update(extra)
     return row
 
 
-def run_single(ctx: BenchContext, policy: DecisionPolicy) -> RunStats:
-    """The in-process engine over the context's frames."""
-    engine = SingleEngine(ctx.models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
-    warm = getattr(ctx.models, "warmup", None)
+def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) -> RunStats:
+    """The in-process engine over the context's frames (``models``: the default set if None)."""
+    models = ctx.models if models is None else models
+    engine = SingleEngine(models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
+    warm = getattr(models, "warmup", None)
     if callable(warm):
         r = engine.grid.regions[0]
         warm(r.height, r.width)
     return engine.run(ctx.frames)
 
 
+def config_models(cfg: InProcess, ctx: BenchContext) -> Any:
+    """The models an in-process config runs with."""
+    models = ctx.models_for(cfg.flow)
+    return ScaledSeg(models, cfg.scale) if cfg.scale != 1.0 else models
+
+
 def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
     """Run one configuration by name."""
     display = canonical_name(name)
-    policy = _policy_for(name, ctx.threshold)
-    if policy is not None:
-        extra: dict[str, Any] = {"policy": policy.name}
+    cfg = parse_in_process(name)
+    if cfg is not None:
+        models = config_models(cfg, ctx)
+        policy = _policy_for(cfg, ctx.threshold_for(models))
+        extra: dict[str, Any] = {
+            "policy": policy.name,
+            "kind": "per-frame" if cfg.kind == "segpath" else "dvs",
+        }
+        if cfg.kind != "segpath":
+            extra["flow"] = getattr(models, "flow_source", None)
+            extra["dn"] = getattr(models, "dn_version", None)
+        if cfg.scale != 1.0:
+            extra["seg_scale"] = cfg.scale
         if isinstance(policy, DVSNetPolicy):
             extra["threshold"] = policy.threshold
         finishers = [start() for start in RUN_OBSERVERS]
-        stats = run_single(ctx, policy)
+        stats = run_single(ctx, policy, models)
         for finish in finishers:
             extra.update(finish())
         return result_from_stats(display, stats, **extra)
@@ -197,21 +308,110 @@ def add_speedups(rows: list[dict[str, Any]], baseline: str = "Single") -> str:
     return str(base["name"])
 
 
-def sweep(ctx: BenchContext, thresholds: Sequence[float], base_fps: float | None) -> list[dict[str, Any]]:
-    """DVSNet accuracy/speed trade-off: Single at each threshold."""
+def sweep(
+    ctx: BenchContext,
+    thresholds: Sequence[float],
+    base_fps: float | None,
+    flows: Sequence[str | None] = (None,),
+) -> list[dict[str, Any]]:
+    """DVSNet accuracy/speed trade-off: Single at each threshold, for each flow source."""
     out = []
-    for th in thresholds:
-        st = run_single(ctx, DVSNetPolicy(th))
-        out.append(
-            {
-                "threshold": th,
-                "frames": st.frames,
-                "fps": st.fps,
-                "miou": st.miou,
-                "seg_fraction": st.mix.seg_fraction,
-                "speedup": st.fps / base_fps if base_fps else None,
-            }
-        )
+    for flow in flows:
+        models = ctx.models_for(flow)
+        for th in thresholds:
+            st = run_single(ctx, DVSNetPolicy(th), models)
+            out.append(
+                {
+                    "flow": getattr(models, "flow_source", None),
+                    "threshold": th,
+                    "frames": st.frames,
+                    "fps": st.fps,
+                    "miou": st.miou,
+                    "agreement": st.confusion.pixel_accuracy() if st.has_gt else None,
+                    "seg_fraction": st.mix.seg_fraction,
+                    "speedup": st.fps / base_fps if base_fps else None,
+                }
+            )
+    return out
+
+
+def reference_labels(ctx: BenchContext) -> list[Frame]:
+    """
+    The frames with SegPath's labels as their ground truth, the bars of a letterbox ignored (255).
+
+    For a source without labels (real video): every config is then scored against the big seg net on
+    every region, the quality DVS trades for speed.
+    """
+    from dataclasses import replace
+
+    from dvs_cluster.core.classes import IGNORE_LABEL
+
+    labels: list[npt.NDArray[np.uint8]] = []
+    engine = SingleEngine(ctx.models, SegPathPolicy(), ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
+    engine.run(ctx.frames, on_frame=lambda _f, res: labels.append(res.labels))
+    out = []
+    for f, lab in zip(ctx.frames, labels, strict=True):
+        ref = np.full_like(lab, IGNORE_LABEL)
+        ox, oy, cw, ch = f.transform.content
+        ref[oy : oy + ch, ox : ox + cw] = lab[oy : oy + ch, ox : ox + cw]
+        out.append(replace(f, labels=ref))
+    return out
+
+
+def quality(row: dict[str, Any], axis: str) -> float | None:
+    """A row's value on the quality axis (``miou`` or ``agreement``), in percent."""
+    v = row.get(axis)
+    return None if v is None else float(v)
+
+
+def upper_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (fps, quality) points no other point beats on both, by fps."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return sorted(front)
+
+
+def front_check(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """
+    DVS against the per-frame front: at each per-frame net's fps, each DVS curve's quality.
+
+    The DVS curve is the upper front of its sweep (and its configured rows), linearly interpolated;
+    ``margin`` = DVS quality - the per-frame net's (positive: DVS lies above). ``None`` where the
+    curve does not reach that fps.
+    """
+    axis = report.get("quality", "miou")
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for p in report["sweep"]:
+        q = quality(p, axis)
+        if q is not None:
+            curves.setdefault(str(p["flow"]), []).append((p["fps"], q))
+    for r in report["configs"]:
+        q = quality(r, axis)
+        if r.get("kind") == "dvs" and r.get("flow") and q is not None:
+            curves.setdefault(str(r["flow"]), []).append((r["fps"], q))
+    out = []
+    for r in report["configs"]:
+        q = quality(r, axis)
+        if r.get("kind") != "per-frame" or q is None:
+            continue
+        for flow, pts in curves.items():
+            front = upper_front(pts)
+            xs = [x for x, _ in front]
+            dvs = (
+                float(np.interp(r["fps"], xs, [y for _, y in front])) if xs[0] <= r["fps"] <= xs[-1] else None
+            )
+            out.append(
+                {
+                    "per_frame": r["name"],
+                    "fps": r["fps"],
+                    "quality": q,
+                    "flow": flow,
+                    "dvs_quality": dvs,
+                    "margin": None if dvs is None else dvs - q,
+                }
+            )
     return out
 
 
@@ -239,28 +439,36 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def format_table(rows: list[dict[str, Any]], baseline: str) -> str:
-    """Plain-text Table-II-like table."""
+def axis_label(axis: str) -> str:
+    return "mIoU %" if axis == "miou" else "agree %"
+
+
+def format_table(rows: list[dict[str, Any]], baseline: str, axis: str = "miou") -> str:
+    """Plain-text Table-II-like table (quality: mIoU, or agreement with SegPath without labels)."""
+    w = max([16, *(len(r["name"]) for r in rows)])
     lines = [
-        f"{'config':<12} {'frames':>6} {'mIoU %':>7} {'fps':>7} {'speedup':>8} {'seg %':>6}",
-        "-" * 51,
+        f"{'config':<{w}} {'frames':>6} {axis_label(axis):>8} {'fps':>7} {'speedup':>8} {'seg %':>6}",
+        "-" * (w + 40),
     ]
     for r in rows:
         seg = r["seg_fraction"] * 100 if r.get("seg_fraction") is not None else None
         sp = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
         lines.append(
-            f"{r['name']:<12} {r['frames']:>6} {_fmt(r['miou'], '7.1f')} {_fmt(r['fps'], '7.2f')} "
+            f"{r['name']:<{w}} {r['frames']:>6} {_fmt(quality(r, axis), '8.1f')} {_fmt(r['fps'], '7.2f')} "
             f"{sp:>8} {_fmt(seg, '6.1f')}"
         )
     lines.append(f"(speedup vs {baseline})")
     return "\n".join(lines)
 
 
-def format_sweep(points: list[dict[str, Any]]) -> str:
-    lines = [f"{'threshold':>9} {'mIoU %':>7} {'fps':>7} {'seg %':>6}", "-" * 32]
+def format_sweep(points: list[dict[str, Any]], axis: str = "miou") -> str:
+    lines = [f"{'flow':<16} {'threshold':>9} {axis_label(axis):>8} {'fps':>7} {'seg %':>6}", "-" * 50]
     for p in points:
         seg = p["seg_fraction"] * 100
-        lines.append(f"{p['threshold']:>9g} {_fmt(p['miou'], '7.1f')} {_fmt(p['fps'], '7.2f')} {seg:6.1f}")
+        lines.append(
+            f"{str(p.get('flow')):<16} {p['threshold']:>9g} {_fmt(quality(p, axis), '8.1f')} "
+            f"{_fmt(p['fps'], '7.2f')} {seg:6.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -271,40 +479,60 @@ MD_END = "<!-- dvs-cluster bench: end -->"
 def markdown_section(report: dict[str, Any], plot: str | None) -> str:
     """The generated BENCHMARKS.md section."""
     m = report["machine"]
+    axis = report.get("quality", "miou")
+    q = "mIoU %" if axis == "miou" else "agreement with SegPath %"
+    th = m.get("threads") or {}
     out = [
         MD_BEGIN,
         "",
         f"Command: `{report['command']}`",
         "",
         f"Machine: {m.get('platform')}, {m.get('cpu_count')} CPUs, onnxruntime {m.get('onnxruntime', '?')} "
-        f"({', '.join(m.get('providers', []))}, intra-op threads {m.get('intra_op_threads') or 'default'}).",
+        f"({', '.join(m.get('providers', []))}, intra-op threads {m.get('intra_op_threads') or 'default'}"
+        f"{', no spinning' if th and not th.get('spinning') else ''}). Source `{report.get('source')}`; "
+        f"default flow source `{m.get('flow_source', '?')}`, DN {m.get('dn', '?')}.",
         "",
-        "| config | frames | mIoU % | fps | speedup | seg % |",
+        f"| config | frames | {q} | fps | speedup | seg % |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in report["configs"]:
         sp = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
         out.append(
-            f"| {r['name']} | {r['frames']} | {_fmt(r['miou'], '.1f')} | {_fmt(r['fps'], '.2f')} | {sp} | "
-            f"{r['seg_fraction'] * 100:.1f} |"
+            f"| {r['name']} | {r['frames']} | {_fmt(quality(r, axis), '.1f')} | {_fmt(r['fps'], '.2f')} | "
+            f"{sp} | {r['seg_fraction'] * 100:.1f} |"
         )
     out.append("")
     out.append(f"Speed-up vs {report.get('speedup_baseline', 'Single')}; fps counts engine time only.")
     if report["sweep"]:
         out += [
             "",
-            "Threshold sweep (Single):",
+            "Threshold sweep (Single, per flow source):",
             "",
-            "| threshold | mIoU % | fps | seg % |",
-            "|---:|---:|---:|---:|",
+            f"| flow | threshold | {q} | fps | seg % |",
+            "|---|---:|---:|---:|---:|",
         ]
         for p in report["sweep"]:
             out.append(
-                f"| {p['threshold']:g} | {_fmt(p['miou'], '.1f')} | {_fmt(p['fps'], '.2f')} | "
-                f"{p['seg_fraction'] * 100:.1f} |"
+                f"| {p.get('flow')} | {p['threshold']:g} | {_fmt(quality(p, axis), '.1f')} | "
+                f"{_fmt(p['fps'], '.2f')} | {p['seg_fraction'] * 100:.1f} |"
+            )
+    if report.get("front_check"):
+        out += [
+            "",
+            "DVS against the per-frame front (the DVS curve interpolated at each per-frame net's fps):",
+            "",
+        ]
+        out += [
+            f"| per-frame net | fps | {q} | flow | DVS at that fps | margin |",
+            "|---|---:|---:|---|---:|---:|",
+        ]
+        for c in report["front_check"]:
+            out.append(
+                f"| {c['per_frame']} | {c['fps']:.2f} | {c['quality']:.1f} | {c['flow']} | "
+                f"{_fmt(c['dvs_quality'], '.1f')} | {_fmt(c['margin'], '+.1f')} |"
             )
     if plot:
-        out += ["", f"![mIoU vs fps]({plot})"]
+        out += ["", f"![{q} vs fps]({plot})"]
     if report.get("markdown_extra"):
         out += ["", str(report["markdown_extra"]).rstrip("\n")]
     out += ["", MD_END]
@@ -323,8 +551,23 @@ def update_markdown(path: Path, section: str) -> None:
     path.write_text(text)
 
 
+def _label_offsets(points: Sequence[tuple[float, float]], dx: float, dy: float) -> list[tuple[int, int]]:
+    """Text offsets (points) that keep labels of nearby points apart: alternate above and below."""
+    out: list[tuple[int, int]] = []
+    last: tuple[float, float] | None = None
+    flip = False
+    for x, y in points:
+        if last is not None and abs(x - last[0]) < dx and abs(y - last[1]) < dy:
+            flip = not flip
+        else:
+            flip = False
+        out.append((4, -11) if flip else (4, 4))
+        last = (x, y)
+    return out
+
+
 def plot_report(report: dict[str, Any], path: Path) -> None:
-    """Plot mIoU vs fps: the threshold sweep as a curve, the configurations as points."""
+    """Quality vs fps: DVS sweeps per flow source, the per-frame front, the other configs as points."""
     try:
         import matplotlib
 
@@ -332,24 +575,45 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ModuleNotFoundError as e:
         raise BenchError("--plot needs matplotlib: pip install 'dvs_cluster[plot]'") from e
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    pts = sorted((p for p in report["sweep"] if p["miou"] is not None), key=lambda p: p["fps"])
-    if pts:
-        ax.plot(
-            [p["fps"] for p in pts], [p["miou"] for p in pts], "o-", color="tab:blue", label="Single (sweep)"
+    axis = report.get("quality", "miou")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    xs_all = [r["fps"] for r in report["configs"]] + [p["fps"] for p in report["sweep"]]
+    ys_all = [v for v in (quality(r, axis) for r in report["configs"] + report["sweep"]) if v is not None]
+    dx = 0.04 * (max(xs_all) - min(xs_all) or 1.0) if xs_all else 1.0
+    dy = 0.04 * (max(ys_all) - min(ys_all) or 1.0) if ys_all else 1.0
+    flows = sorted({str(p.get("flow")) for p in report["sweep"]})
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
+    for i, flow in enumerate(flows):
+        pts: list[tuple[float, float, float]] = sorted(
+            (p["fps"], v, p["threshold"])
+            for p in report["sweep"]
+            if str(p.get("flow")) == flow and (v := quality(p, axis)) is not None
         )
-        for p in pts:
-            ax.annotate(
-                f"{p['threshold']:g}", (p["fps"], p["miou"]), textcoords="offset points", xytext=(4, 4)
-            )
+        if not pts:
+            continue
+        c = colours[i % len(colours)]
+        ax.plot([t[0] for t in pts], [t[1] for t in pts], "o-", color=c, label=f"DVS, flow {flow} (sweep)")
+        offsets = _label_offsets([(t[0], t[1]) for t in pts], dx, dy)
+        for (x, y, th), off in zip(pts, offsets, strict=True):
+            ax.annotate(f"{th:g}", (x, y), textcoords="offset points", xytext=off, fontsize=7, color=c)
+    front: list[tuple[float, float, str]] = sorted(
+        (r["fps"], v, r["name"])
+        for r in report["configs"]
+        if r.get("kind") == "per-frame" and (v := quality(r, axis)) is not None
+    )
+    if front:
+        ax.plot([t[0] for t in front], [t[1] for t in front], "s--", color="black", label="per-frame")
+        for x, y, name in front:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7)
     for r in report["configs"]:
-        if r["miou"] is not None:
-            ax.plot(r["fps"], r["miou"], "s", label=r["name"])
-    ax.set_xlabel("frames per second")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title("DVSNet accuracy vs speed")
+        v = quality(r, axis)
+        if r.get("kind") not in ("per-frame", "capacity") and v is not None:
+            ax.plot(r["fps"], v, "D", label=r["name"])
+    ax.set_xlabel("frames per second (engine)")
+    ax.set_ylabel("mIoU (%)" if axis == "miou" else "agreement with SegPath (%)")
+    ax.set_title(f"DVS accuracy vs speed ({report.get('source', '')})")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -369,29 +633,40 @@ def parse_thresholds(text: str) -> list[float]:
         raise BenchError(f"bad --sweep {text!r} (use comma-separated numbers, e.g. 50,70,90)") from None
 
 
+DEFAULT_SWEEP = "70,80,85,90,95"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Bench options (the shared source/model options are added by the CLI)."""
     p.add_argument(
-        "--configs", default="segpath,single,fixed5", help="comma-separated: segpath,single,fixed5,1+3"
+        "--configs",
+        default="segpath,single,fixed5",
+        help="comma-separated: segpath, segpath@S (per-frame front), single, single:FLOW (e.g. "
+        "single:onnx), dynamic, fixedK, 1+N[:opts] (default segpath,single,fixed5)",
     )
     p.add_argument(
         "--sweep",
-        default="30,50,70,80,90,95",
-        help="thresholds for the Single mIoU/fps sweep ('' for none)",
+        default=DEFAULT_SWEEP,
+        help=f"thresholds of the Single quality/fps sweep, run for each single[:FLOW] config's flow "
+        f"source (default {DEFAULT_SWEEP}; '' for none)",
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument(
         "--plot",
         metavar="FILE|DIR",
-        help="mIoU vs fps plot (PNG/SVG; needs matplotlib); a directory: sweep.png + the hooks' figures",
+        help="quality vs fps plot (PNG/SVG; needs matplotlib); a directory: sweep.png + the hooks' figures",
     )
     p.add_argument(
         "--markdown", metavar="FILE", help="replace the generated section of this file (BENCHMARKS.md)"
     )
 
 
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def run_bench(
-    args: argparse.Namespace, models_factory: Callable[[], Any], argv: Sequence[str]
+    args: argparse.Namespace, models_factory: Callable[..., Any], argv: Sequence[str]
 ) -> dict[str, Any]:
     """The whole bench: configs, sweep, outputs; returns the report dict."""
     from dvs_cluster.io.sinks import write_json
@@ -411,47 +686,63 @@ def run_bench(
         rows=args.rows,
         cols=args.cols,
         overlap=args.overlap,
-        threshold=args.threshold if args.threshold is not None else 90.0,
+        threshold=90.0,
         source=args.source or "synthetic",
         models_factory=models_factory,
         options=vars(args),
     )
-    if args.threshold is None:
-        ctx.threshold = default_threshold(ctx.models, synthetic=is_synthetic(ctx.source))
+    ctx.threshold = ctx.threshold_for(ctx.models)
+    if all(f.labels is None for f in frames):
+        _say(f"{ctx.source} has no labels: scoring every config by its agreement with SegPath ...")
+        ctx.frames = reference_labels(ctx)
+        ctx.quality = "agreement"
     rows = []
     for name in names:
-        print(f"running {canonical_name(name)} on {len(frames)} frames ...", file=sys.stderr, flush=True)
+        _say(f"running {canonical_name(name)} on {len(frames)} frames ...")
         rows.append(run_config(name, ctx))
     baseline = add_speedups(rows)
     base_fps = next((r["fps"] for r in rows if r["name"] == baseline), None)
+    flows: list[str | None] = []
+    for name in names:
+        cfg = parse_in_process(name)
+        if cfg is not None and cfg.kind == "single" and cfg.flow not in flows:
+            flows.append(cfg.flow)
+    flows = flows or [None]
     if thresholds:
-        print(f"threshold sweep {thresholds} ...", file=sys.stderr, flush=True)
+        srcs = ", ".join(str(getattr(ctx.models_for(f), "flow_source", f or "default")) for f in flows)
+        ths = ", ".join(f"{t:g}" for t in thresholds)
+        _say(f"threshold sweep {ths} for flow {srcs} (--sweep '' skips it) ...")
     report: dict[str, Any] = {
         "configs": rows,
-        "sweep": sweep(ctx, thresholds, base_fps) if thresholds else [],
+        "sweep": sweep(ctx, thresholds, base_fps, flows) if thresholds else [],
         "speedup_baseline": baseline,
         "threshold": ctx.threshold,
+        "quality": ctx.quality,
         "source": ctx.source,
         "frame_size": [args.width, args.height],
         "grid": [args.rows, args.cols],
         "machine": machine_info(ctx.models),
         "command": "dvs-cluster " + shlex.join(list(argv)),
     }
+    report["front_check"] = front_check(report)
     for hook in REPORT_HOOKS:
         hook(report, ctx)
-    print(format_table(rows, baseline))
+    print(format_table(rows, baseline, ctx.quality))
     if report["sweep"]:
         print()
-        print(format_sweep(report["sweep"]))
+        print(format_sweep(report["sweep"], ctx.quality))
     if args.json:
         write_json(args.json, report)
+        _say(f"wrote {args.json}")
     plot_file = plot_path(args.plot) if args.plot else None
     if plot_file:
         plot_report(report, plot_file)
+        _say(f"wrote {plot_file}")
     if args.markdown:
         md = Path(args.markdown)
         plot_rel = os.path.relpath(plot_file, md.parent) if plot_file else None
         update_markdown(md, markdown_section(report, plot_rel))
+        _say(f"updated {md}")
     return report
 
 

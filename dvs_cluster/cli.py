@@ -94,9 +94,8 @@ def add_record_option(p: argparse._ActionsContainer) -> None:
     )
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """--models/--providers/--threads and the DVSNet grid/policy knobs."""
-    g = p.add_argument_group("models")
+def add_net_options(g: argparse._ArgumentGroup) -> None:
+    """--models/--providers/--provider-options/--threads/--flow/--dn: what builds the nets (every command)."""
     g.add_argument(
         "--models", metavar="DIR", help="model directory (default: $DVS_CLUSTER_MODELS, installed, repo)"
     )
@@ -106,8 +105,65 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated onnxruntime providers, e.g. cpu | cuda,cpu | tensorrt,cuda,cpu (default cpu)",
     )
     g.add_argument(
-        "--threads", type=_positive_int, help="onnxruntime intra-op threads (default: onnxruntime's)"
+        "--provider-options",
+        metavar="SPEC",
+        help="onnxruntime provider options, PROVIDER:KEY=VALUE[,KEY=VALUE][;PROVIDER:...], e.g. "
+        "tensorrt:trt_engine_cache_enable=1,trt_engine_cache_path=/var/cache/trt (docs/ROS2.md)",
     )
+    g.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="intra-op threads of each net (default: every core this process may use; threads never "
+        "spin, so the nets do not fight over the cores: docs/DESIGN.md)",
+    )
+    g.add_argument(
+        "--flow",
+        default=None,
+        metavar="SOURCE",
+        help="flow source of the flow path: dis[:ultrafast|fast|medium][@SCALE] (OpenCV DIS, the "
+        "default) | onnx (the paper's FlowNet-S, flow.onnx)",
+    )
+    g.add_argument(
+        "--dn",
+        choices=("auto", "v1", "v2"),
+        default="auto",
+        help="decision network: v2 reads cues any flow gives (default with dis); v1 is DVSNet's DN on "
+        "FlowNet features (default with onnx)",
+    )
+
+
+def models_from_args(args: argparse.Namespace, **kw: Any) -> Any:
+    """OnnxModels from the options of :func:`add_net_options` (onnxruntime imported only here)."""
+    from dvs_cluster.inference import DEFAULT_FLOW, OnnxModels, ThreadPolicy
+
+    providers = [p for p in args.providers.split(",") if p.strip()]
+    return OnnxModels(
+        args.models,
+        providers=providers,
+        threads=ThreadPolicy(args.threads),
+        provider_options=args.provider_options,
+        flow=kw.pop("flow", None) or args.flow or DEFAULT_FLOW,
+        dn=kw.pop("dn", None) or args.dn,
+        **kw,
+    )
+
+
+def net_argv(args: argparse.Namespace) -> list[str]:
+    """The :func:`add_net_options` of ``args`` but ``--threads`` as arguments (for child processes)."""
+    out = ["--providers", args.providers, "--dn", args.dn]
+    for flag, value in (
+        ("--models", args.models),
+        ("--provider-options", args.provider_options),
+        ("--flow", args.flow),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The net options and the DVSNet grid/policy knobs."""
+    add_net_options(p.add_argument_group("models"))
     g = p.add_argument_group("DVSNet")
     g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
     g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
@@ -120,13 +176,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def make_models_factory(args: argparse.Namespace) -> Any:
-    """Deferred OnnxModels construction (onnxruntime is imported only when needed)."""
+    """Deferred model construction; ``factory(flow=..., dn=...)`` overrides the options (the bench)."""
 
-    def factory() -> Any:
-        from dvs_cluster.inference import OnnxModels
-
-        providers = [p for p in args.providers.split(",") if p.strip()]
-        return OnnxModels(args.models, providers=providers, intra_op_threads=args.threads)
+    def factory(**kw: Any) -> Any:
+        return models_from_args(args, **kw)
 
     return factory
 

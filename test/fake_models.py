@@ -39,6 +39,6 @@ class FakeModels:
         diff = float(np.abs(key.astype(np.float32) - current.astype(np.float32)).mean())
         return np.zeros((2, gh, gw), np.float32), np.full((64, 4, 8), diff, np.float32)
 
-    def dn(self, features: npt.NDArray[np.float32]) -> float:
+    def dn(self, features: npt.NDArray[np.float32], key_age: int = 1) -> float:
         self.calls["dn"] += 1
         return float(np.clip(100.0 - features.mean(), 0.0, 100.0))

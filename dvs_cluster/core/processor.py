@@ -4,8 +4,8 @@ The region-level DVSNet step, shared by Single and the slaves.
 Given a region crop and its key (or none), choose the path and produce the region's segmentation:
 
 - no key -> segmentation path (first frame);
-- score-based policy: flow net (key, current) -> DN score -> policy; flow path = warp the key logits
-  with the predicted flow (``core.warp.warp``), upsample bilinearly to the region, argmax;
+- score-based policy: flow source (key, current) -> DN score -> policy; flow path = warp the key
+  logits with the flow (``core.warp.warp``), upsample bilinearly to the region, argmax;
 - age-based policy: decide first, run only the nets the chosen path needs.
 
 The models are a Protocol so this module never imports onnxruntime (tests plug fakes in).
@@ -40,11 +40,11 @@ class Models(Protocol):
         ...
 
     def flow(self, key: UInt8Array, current: UInt8Array) -> tuple[FloatArray, FloatArray]:
-        """Key and current crops -> (backward flow (2, ceil(h/4), ceil(w/4)), features (64, 4, 8))."""
+        """Key and current crops -> (backward flow (2, ceil(h/4), ceil(w/4)), the DN's input)."""
         ...
 
-    def dn(self, features: FloatArray) -> float:
-        """Flow features -> predicted flow-path accuracy (0..100)."""
+    def dn(self, features: FloatArray, key_age: int) -> float:
+        """The DN's input (from :meth:`flow`) and the key's age in frames -> predicted agreement (0..100)."""
         ...
 
 
@@ -140,7 +140,7 @@ class RegionProcessor:
                 flow, features = self.models.flow(key.image, image)
                 timings["flow"] = _ms(t0)
                 t0 = time.perf_counter()
-                score = float(self.models.dn(features))
+                score = float(self.models.dn(features, age))
                 timings["dn"] = _ms(t0)
                 path = self.policy.decide(region, age, score)
             else:

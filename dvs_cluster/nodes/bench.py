@@ -172,7 +172,7 @@ def cluster_commands(
     name: str, ctx: BenchContext, out_dir: Path, cores: list[int]
 ) -> tuple[list[tuple[list[str], int]], tuple[list[str], int], dict[str, Any]]:
     """The slave and master command lines of a config, each with its core, and the run's metadata."""
-    from dvs_cluster.inference import resolve_model_dir
+    from dvs_cluster.inference import DEFAULT_FLOW, resolve_model_dir
     from dvs_cluster.sim.des import local_placement
 
     slaves, opt = parse_config(name)
@@ -193,6 +193,7 @@ def cluster_commands(
             entry = ["-m", "dvs_cluster.cli", "slave"]
         cmd = [sys.executable, *entry, "--name", f"slave{i}", *common, "--connect", endpoint]
         cmd += ["--threads", "1", "--providers", providers, "--models", models]
+        cmd += ["--flow", str(o.get("flow") or DEFAULT_FLOW), "--dn", str(o.get("dn") or "auto")]
         cmd += ["--result-quantize", opt.result_quantize]
         slave_cmds.append((cmd, core))
     slug = _slug(name)

@@ -74,14 +74,10 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """The slave's model options (same names as ``segment``)."""
-    from dvs_cluster.cli import _positive_int
+    from dvs_cluster.cli import add_net_options
 
     g = p.add_argument_group("models (slave)")
-    g.add_argument(
-        "--models", metavar="DIR", help="model directory (default: $DVS_CLUSTER_MODELS, installed, repo)"
-    )
-    g.add_argument("--providers", default="cpu", help="comma-separated onnxruntime providers (default cpu)")
-    g.add_argument("--threads", type=_positive_int, help="onnxruntime intra-op threads per slave")
+    add_net_options(g)
     g.add_argument(
         "--result-quantize",
         default="float32",
@@ -499,13 +495,12 @@ def cmd_master(args: argparse.Namespace) -> int:
 def cmd_slave(args: argparse.Namespace) -> int:
     """``dvs-cluster slave --name NAME``: serve until SIGINT/SIGTERM."""
     _setup_logging(args.verbose)
-    from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.cli import models_from_args
     from dvs_cluster.nodes.slave import SlaveNode
 
     stop = threading.Event()
     _stop_on_signals(stop)
-    providers = [p for p in args.providers.split(",") if p.strip()]
-    models = OnnxModels(args.models, providers, intra_op_threads=args.threads)
+    models = models_from_args(args)
     transport = _transport(args)
     try:
         node = SlaveNode(args.name, transport, models, cluster_id=args.cluster, quantize=args.result_quantize)
@@ -571,12 +566,18 @@ def _stop_processes(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 5
 
 
 def _check_models(args: argparse.Namespace) -> None:
-    """Providers known to onnxruntime and the three model files present (ModelError names which)."""
-    from dvs_cluster.inference import MODEL_FILES, ModelError, resolve_model_dir, resolve_providers
+    """Providers known to onnxruntime and the model files present (ModelError names which)."""
+    from dvs_cluster.inference import (
+        DEFAULT_FLOW,
+        ModelError,
+        model_files,
+        resolve_model_dir,
+        resolve_providers,
+    )
 
     resolve_providers([p for p in args.providers.split(",") if p.strip()])
     d = resolve_model_dir(args.models)
-    for name in MODEL_FILES.values():
+    for name in model_files(args.flow or DEFAULT_FLOW, args.dn).values():
         path = d / name
         if not path.is_file():
             raise ModelError(f"model file {path} is missing")
@@ -584,6 +585,8 @@ def _check_models(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``dvs-cluster run --slaves N``: N slave processes + this process as the master, on one host."""
+    from dvs_cluster.cli import net_argv
+
     _setup_logging(args.verbose)
     if args.slaves < 1:
         print("--slaves must be >= 1", file=sys.stderr)
@@ -608,12 +611,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         for i in range(args.slaves):
             cmd = [sys.executable, "-m", "dvs_cluster.cli", "slave", "--name", f"slave{i}"]
-            cmd += ["--cluster", args.cluster, "--providers", args.providers, "--threads", str(threads)]
+            cmd += ["--cluster", args.cluster, *net_argv(args), "--threads", str(threads)]
             cmd += ["--result-quantize", args.result_quantize, "--multicast", "off", "--shm", args.shm]
             cmd += _transport_argv(args)
             cmd += [a for ep in slave_connect for a in ("--connect", ep)]
-            if args.models:
-                cmd += ["--models", args.models]
             cmd += ["-v"] * args.verbose
             # Own process group: Ctrl-C reaches the master only, which then stops the slaves in order.
             procs.append(subprocess.Popen(cmd, start_new_session=True))

@@ -38,7 +38,25 @@ SLAVE_SPECS = [
         "onnxruntime execution providers in order: cpu, cuda, tensorrt",
         check=_check_providers,
     ),
-    Spec("threads", 0, "onnxruntime intra-op threads (0: onnxruntime's default)", lo=0, hi=256),
+    Spec(
+        "provider_options",
+        "",
+        "onnxruntime provider options PROVIDER:KEY=VALUE[,...][;...], e.g. the TensorRT engine cache",
+    ),
+    Spec(
+        "threads",
+        0,
+        "intra-op threads of each net (0: every core the process may use; threads never spin)",
+        lo=0,
+        hi=256,
+    ),
+    Spec("flow", "dis", "flow source: dis[:ultrafast|fast|medium][@SCALE] or onnx (FlowNet-S)"),
+    Spec(
+        "dn",
+        "auto",
+        "decision network: auto | v1 (FlowNet features) | v2 (cues)",
+        choices=("auto", "v1", "v2"),
+    ),
     Spec(
         "result_quantize",
         "float32",
@@ -60,14 +78,32 @@ class SlaveRos(Node):
         p = self.p = declare(self, SLAVE_SPECS)
         self.slave_name = p["slave_name"] or self.get_name()
         validate(Spec("slave_name", "", "", check=check_ros_name), self.slave_name)
-        from dvs_cluster.inference import ModelError, OnnxModels
+        from dvs_cluster.inference import ModelError, OnnxModels, ThreadPolicy
 
         try:
             models = OnnxModels(
-                p["models"] or None, [str(v) for v in p["providers"]], intra_op_threads=p["threads"] or None
+                p["models"] or None,
+                [str(v) for v in p["providers"]],
+                threads=ThreadPolicy(p["threads"] or None),
+                provider_options=p["provider_options"] or None,
+                flow=p["flow"],
+                dn=p["dn"],
             )
         except ModelError as exc:
-            which = "providers" if "provider" in str(exc) else "models"
+            msg = str(exc)
+            which = next(
+                (
+                    k
+                    for k, word in (
+                        ("provider_options", "provider options"),
+                        ("providers", "provider"),
+                        ("flow", "flow source"),
+                        ("dn", "DN"),
+                    )
+                    if word in msg
+                ),
+                "models",
+            )
             raise ParameterError(f"parameter '{which}': {exc}") from None
         self.transport = make_transport(self, p)
         self.slave = SlaveNode(

@@ -188,7 +188,7 @@ class ModelOracle:
             flow, features = self.models.flow(self._crop(region, key), cur)
             self._time("flow", t0)
             t0 = _clock()
-            score = float(self.models.dn(features))
+            score = float(self.models.dn(features, t - key))
             self._time("dn", t0)
             for q in self.quants:
                 exact = q == "float32"

@@ -97,11 +97,17 @@ def single_policy(name: str) -> str | None:
 def calibrate(ctx: BenchContext, core: int | None) -> tuple[ModelOracle, Costs]:
     """Real models on one pinned core over the bench's frames; Single's key chain primes the samples."""
     from dvs_cluster.core.regions import RegionGrid
-    from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.inference import DEFAULT_FLOW, OnnxModels, ThreadPolicy
 
     o = ctx.options
     providers = [p for p in str(o.get("providers") or "cpu").split(",") if p.strip()]
-    models = OnnxModels(o.get("models"), providers, intra_op_threads=1)
+    models = OnnxModels(
+        o.get("models"),
+        providers,
+        threads=ThreadPolicy(1),
+        flow=o.get("flow") or DEFAULT_FLOW,
+        dn=o.get("dn") or "auto",
+    )
     grid = RegionGrid(ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
     oracle = ModelOracle(models, ctx.frames, grid, core=core)
     oracle.prime("dvsnet", ctx.threshold)

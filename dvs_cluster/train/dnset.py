@@ -10,7 +10,7 @@ and extra cross-sequence pairs (a key from another video) that stand for cuts.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +22,42 @@ from dvs_cluster.train.flowpath import agreement, flow_path, upsample_argmax
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
+
+#: (key regions, current regions) NHWC batches -> (backward flows (N, 2, h/4, w/4), DN inputs (N, ...)).
+FlowFn = Callable[[U8, U8], tuple[F32, F32]]
+
+
+def as_flow_fn(flow: ort.InferenceSession | FlowFn) -> FlowFn:
+    """A flow.onnx session (FlowNet features as the DN input) or a FlowFn as it is."""
+    if isinstance(flow, ort.InferenceSession):
+        sess = flow
+
+        def run(kb: U8, cb: U8) -> tuple[F32, F32]:
+            fl, feats = sess.run(["flow", "features"], {"key": kb, "current": cb})
+            return fl, feats
+
+        return run
+    return flow
+
+
+def cue_flow_fn(flow: ort.InferenceSession | Callable[[U8, U8], F32]) -> FlowFn:
+    """
+    A FlowFn whose DN inputs are the decision cues (DN v2) of the given flow source.
+
+    ``flow``: a flow.onnx session, or a per-region flow callable (e.g. ``core.flow.DisFlow``).
+    """
+    from dvs_cluster.core.cues import decision_cues
+    from dvs_cluster.core.flow import to_gray
+
+    def run(kb: U8, cb: U8) -> tuple[F32, F32]:
+        if isinstance(flow, ort.InferenceSession):
+            fl = flow.run(["flow"], {"key": kb, "current": cb})[0]
+        else:
+            fl = np.stack([flow(k, c) for k, c in zip(kb, cb, strict=True)])
+        cues = [decision_cues(to_gray(k), to_gray(c), f) for k, c, f in zip(kb, cb, fl, strict=True)]
+        return fl, np.stack(cues)
+
+    return run
 
 
 @dataclass
@@ -75,16 +111,16 @@ class DNSamples:
 
 def add_pair(
     out: DNSamples,
-    flow: ort.InferenceSession,
+    flow: ort.InferenceSession | FlowFn,
     key: SeqCache,
     ik: int,
     cur: SeqCache,
     ic: int,
     gap: int,
 ) -> None:
-    """Run the flow net on the 4 region pairs and record features and agreement targets."""
+    """Run the flow source on the 4 region pairs and record its DN inputs and agreement targets."""
     kb, cb = region_batch(key.images[ik]), region_batch(cur.images[ic])
-    fl, feats = flow.run(["flow", "features"], {"key": kb, "current": cb})
+    fl, feats = as_flow_fn(flow)(kb, cb)
     rh, rw = kb.shape[1:3]
     gt_regions = regions(cur.labels[ic])
     for r in range(4):
@@ -96,7 +132,7 @@ def add_pair(
 
 def build(
     seg: ort.InferenceSession,
-    flow: ort.InferenceSession,
+    flow: ort.InferenceSession | FlowFn,
     seeds: Sequence[int],
     frames: int,
     gaps_per_frame: int,
