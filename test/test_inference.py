@@ -65,14 +65,24 @@ def test_providers() -> None:
         resolve_providers(["NoSuchExecutionProvider"])
 
 
-def test_shapes_odd_region() -> None:
-    m = OnnxModels(shipped_model_dir(), intra_op_threads=1)
+@pytest.mark.parametrize(
+    ("flow", "dn", "dn_input", "files"),
+    [
+        ("onnx", "v1", (64, 4, 8), {"seg", "flow", "dn"}),
+        ("onnx", "v2", (8, 4, 8), {"seg", "flow", "dn"}),
+        ("dis", "auto", (8, 4, 8), {"seg", "dn"}),
+        ("dis:medium@0.5", "v2", (8, 4, 8), {"seg", "dn"}),
+    ],
+)
+def test_shapes_odd_region(flow: str, dn: str, dn_input: tuple[int, ...], files: set[str]) -> None:
+    m = OnnxModels(shipped_model_dir(), intra_op_threads=1, flow=flow, dn=dn)
     img = np.random.default_rng(0).integers(0, 256, (101, 150, 3), dtype=np.uint8)
     logits = m.seg(img)
     assert logits.shape == (19, 26, 38) and logits.dtype == np.float32
-    flow, feats = m.flow(img, img)
-    assert flow.shape == (2, 26, 38) and feats.shape == (64, 4, 8)
-    score = m.dn(feats)
+    fl, feats = m.flow(img, img)
+    assert fl.shape == (2, 26, 38) and feats.shape == dn_input
+    score = m.dn(feats, 3)
     assert isinstance(score, float) and -1e-3 <= score <= 100.001
     info = m.describe()
-    assert info["providers"] == ["CPUExecutionProvider"] and set(info["metadata"]) == {"seg", "flow", "dn"}
+    assert info["providers"] == ["CPUExecutionProvider"] and set(info["metadata"]) == files
+    assert info["threads"] == {"intra_op_threads": 1, "spinning": False}

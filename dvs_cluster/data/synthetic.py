@@ -1163,6 +1163,10 @@ class _Geom:
     labels: U8
 
 
+#: Frame rate of the procedural camera: Cityscapes' 17 Hz, the video DVSNet was measured on.
+DEFAULT_FPS = 17.0
+
+
 class SyntheticVideo:
     """
     Endless, seeded, random-access driving video with labels and ground-truth flow.
@@ -1177,7 +1181,7 @@ class SyntheticVideo:
         width: int = 1024,
         height: int = 512,
         cut_every: int | None = None,
-        fps: float = 17.0,
+        fps: float = DEFAULT_FPS,
         length: int | None = None,
         noise: bool = True,
     ) -> None:

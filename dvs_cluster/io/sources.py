@@ -156,15 +156,18 @@ class SyntheticSource(Source):
         width: int = DEFAULT_WIDTH,
         height: int = DEFAULT_HEIGHT,
         frames: int | None = DEFAULT_SYNTHETIC_FRAMES,
+        fps: float | None = None,
     ) -> None:
         super().__init__(width, height, "stretch")
         try:
-            from dvs_cluster.data.synthetic import SyntheticVideo
+            from dvs_cluster.data.synthetic import DEFAULT_FPS, SyntheticVideo
         except ModuleNotFoundError as e:  # pragma: no cover - the generator ships with the package
             raise SourceError(f"synthetic source unavailable: {e}") from e
         self.seed = seed
-        self.name = f"synthetic:{seed}"
-        self.video = SyntheticVideo(seed=seed, width=width, height=height)
+        self.name = f"synthetic:{seed}" + (f"@{fps:g}" if fps is not None else "")
+        # The camera's frame rate sets the motion between frames: a 30 fps camera moves 17/30 as far.
+        self.fps = float(fps if fps is not None else DEFAULT_FPS)
+        self.video = SyntheticVideo(seed=seed, width=width, height=height, fps=self.fps)
         self.length = frames
 
     def __iter__(self) -> Iterator[Frame]:
@@ -267,7 +270,7 @@ class ImageFolderSource(Source):
 def is_synthetic(spec: str | None) -> bool:
     """Whether a ``--source`` spec is the procedural video (the default when none is given)."""
     s = (spec or "synthetic").strip()
-    return s == "synthetic" or s.startswith("synthetic:")
+    return s == "synthetic" or s.startswith(("synthetic:", "synthetic@"))
 
 
 def open_source(
@@ -281,8 +284,9 @@ def open_source(
     """
     Source from a CLI spec.
 
-    ``synthetic`` (default: the embedded sample, seed ``DEFAULT_SEED``) / ``synthetic:SEED``
-    (``frames`` or 100 frames), ``camera:N``, an image
+    ``synthetic`` (default: the embedded sample, seed ``DEFAULT_SEED``) / ``synthetic:SEED`` /
+    ``synthetic:SEED@FPS`` (the camera's frame rate, default 17 as Cityscapes; ``frames`` or 100
+    frames), ``camera:N``, an image
     directory or image file, a rosbag2 bag directory (``topic``: its image topic), or any video file
     OpenCV decodes.
     """
@@ -290,13 +294,24 @@ def open_source(
     if is_synthetic(s):
         from dvs_cluster.data.synthetic import DEFAULT_SEED
 
-        seed_txt = s.partition(":")[2] or str(DEFAULT_SEED)
+        body, at, fps_txt = s.partition(":")[2].partition("@")
+        if s.startswith("synthetic@"):
+            body, at, fps_txt = "", "@", s.partition("@")[2]
+        seed_txt = body or str(DEFAULT_SEED)
         try:
             seed = int(seed_txt)
         except ValueError:
-            raise SourceError(f"bad synthetic seed {seed_txt!r} (use synthetic:INT)") from None
+            raise SourceError(f"bad synthetic seed {seed_txt!r} (use synthetic[:SEED][@FPS])") from None
+        fps: float | None = None
+        if at:
+            try:
+                fps = float(fps_txt)
+            except ValueError:
+                fps = -1.0
+            if not 1.0 <= fps <= 240.0:
+                raise SourceError(f"bad synthetic frame rate {fps_txt!r} (use synthetic[:SEED]@FPS, 1..240)")
         return SyntheticSource(
-            seed, width, height, frames if frames is not None else DEFAULT_SYNTHETIC_FRAMES
+            seed, width, height, frames if frames is not None else DEFAULT_SYNTHETIC_FRAMES, fps
         )
     if s.startswith("camera:"):
         try:

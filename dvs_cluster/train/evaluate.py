@@ -26,7 +26,7 @@ from dvs_cluster.core.classes import CLASS_NAMES, NUM_CLASSES
 from dvs_cluster.train import data as D
 from dvs_cluster.train.cost import measure, session
 from dvs_cluster.train.data import log
-from dvs_cluster.train.dnset import build, region_batch
+from dvs_cluster.train.dnset import FlowFn, as_flow_fn, build, region_batch
 from dvs_cluster.train.flowpath import confusion, flow_path, iou_per_class, miou, spearman, upsample_argmax
 
 # Held-out seed sets (all >= EVAL_SEED0, never used in training).
@@ -57,8 +57,13 @@ def seg_eval(
     return conf
 
 
-def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession) -> dict[str, Any]:
-    """EPE (1/4-grid px) vs zero flow and flow-path mIoU per key interval; pairs across cuts are skipped."""
+def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession | FlowFn) -> dict[str, Any]:
+    """
+    EPE (1/4-grid px) vs zero flow and flow-path mIoU per key interval; pairs across cuts are skipped.
+
+    ``flow``: flow.onnx's session or any flow source as a ``dnset.FlowFn`` (e.g. DIS).
+    """
+    run_flow = as_flow_fn(flow)
     res: dict[str, Any] = {}
     for d in INTERVALS:
         epe_sum = zero_sum = 0.0
@@ -77,7 +82,7 @@ def flow_eval(seg: ort.InferenceSession, flow: ort.InferenceSession) -> dict[str
                 kb, cb = region_batch(kimg), region_batch(cimg)
                 klg = seg.run(["logits"], {"image": kb})[0]
                 clg = seg.run(["logits"], {"image": cb})[0]
-                fl = flow.run(["flow"], {"key": kb, "current": cb})[0]
+                fl = run_flow(kb, cb)[0]
                 rh, rw = kb.shape[1:3]
                 gt_small, v_small = D.flow_to_grid(gt_full, valid_full)
                 for r, lab in enumerate(D.regions(clab)):
@@ -124,6 +129,81 @@ def dn_eval(
         "score_mean": float(scores.mean()),
         "scores_finite": bool(np.isfinite(scores).all()),
     }
+
+
+#: Flow sources beside flow.onnx whose flow path the card measures.
+EXTRA_FLOWS = ("dis:ultrafast", "dis:medium")
+
+
+def flow_sources_eval(models: Path, seg: ort.InferenceSession) -> dict[str, Any]:
+    """:func:`flow_eval` for the classical flow sources (DIS presets): no weights, same pairs."""
+    from dvs_cluster.core.flow import DisFlow, parse_flow_spec
+    from dvs_cluster.train.dnset import cue_flow_fn
+
+    out: dict[str, Any] = {}
+    for spec in EXTRA_FLOWS:
+        _, preset, scale = parse_flow_spec(spec)
+        out[spec] = flow_eval(seg, cue_flow_fn(DisFlow(preset, scale)))
+    return out
+
+
+def dn2_eval(models: Path) -> dict[str, Any]:
+    """Held-out Spearman of each shipped DN v2 (``dn2_<flow>.onnx``) on its own flow source's pairs."""
+    from dvs_cluster.inference import DN2_FILES
+    from dvs_cluster.train import dn2
+
+    out: dict[str, Any] = {}
+    for kind, fname in DN2_FILES.items():
+        path = models / fname
+        if not path.is_file():
+            continue
+        spec = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        flow = spec.custom_metadata_map.get("flow_source", kind)
+        ev = dn2.samples(models, flow, list(dn2.EVAL_SEEDS), dn2.EVAL_FRAMES, 3, 20, 12345)
+        out[kind] = {**dn2.evaluate(session(path, 2), ev), "flow_source": flow, "seeds": list(dn2.EVAL_SEEDS)}
+        log(f"[eval] DN v2 ({flow}) {out[kind]}")
+    return out
+
+
+def path_costs(models: Path, repeats: int = 20) -> dict[str, Any]:
+    """
+    Cost (ms per 512x256 region) of a whole seg-path step and a whole flow-path step, per flow source.
+
+    Measured through the runtime's own processor (1 intra-op thread, the components interleaved), on
+    a real pair of the synthetic video: what a slave core pays, decision included.
+    """
+    import statistics
+
+    from dvs_cluster.core.keys import KeyFrame
+    from dvs_cluster.core.policy import DVSNetPolicy, FixedIntervalPolicy, SegPathPolicy
+    from dvs_cluster.core.processor import RegionProcessor
+    from dvs_cluster.inference import DN2_FILES, OnnxModels, ThreadPolicy
+
+    (_, kimg, _, _), (_, cimg, _, _) = list(D.iter_frames(D.EVAL_SEED0 + 30, [20, 21]))
+    key_img, cur = (np.ascontiguousarray(D.regions(x)[2]) for x in (kimg, cimg))
+    out: dict[str, Any] = {"region": [512, 256], "threads": 1}
+    flows = ["onnx"] + [f for f in ("dis",) if (models / DN2_FILES["dis"]).is_file()]
+    for flow in flows:
+        m = OnnxModels(models, threads=ThreadPolicy(1), flow=flow)
+        key = KeyFrame(0, key_img, m.seg(key_img))
+        seg_p, flow_p = RegionProcessor(m, SegPathPolicy()), RegionProcessor(m, FixedIntervalPolicy(10**6))
+        decide = RegionProcessor(m, DVSNetPolicy(-1.0))  # always the flow path, after flow + DN
+        t_seg: list[float] = []
+        t_flow: list[float] = []
+        t_dec: list[float] = []
+        for _ in range(repeats):
+            t_seg.append(seg_p.process(0, 1, cur, key).total_ms)
+            t_flow.append(flow_p.process(0, 1, cur, key).total_ms)
+            t_dec.append(decide.process(0, 1, cur, key).total_ms)
+        out[m.flow_source] = {
+            "dn": m.dn_version,
+            "seg_path_ms": statistics.median(t_seg),
+            "flow_path_ms": statistics.median(t_flow),
+            "flow_path_with_decision_ms": statistics.median(t_dec),
+            "ratio": statistics.median(t_seg) / statistics.median(t_dec),
+        }
+        log(f"[eval] path costs {m.flow_source}: {out[m.flow_source]}")
+    return out
 
 
 def confusion_summary(conf: npt.NDArray[np.int64]) -> dict[str, Any]:
@@ -177,7 +257,10 @@ def evaluate(models: Path, quick: bool = False) -> dict[str, Any]:
         out["dn"] = dn_eval(seg, flow, dn)
         out["dn"]["seeds"] = list(DN_EVAL_SEEDS)
         log(f"[eval] DN {out['dn']}")
+        out["flow_sources"] = flow_sources_eval(models, seg)
+        out["dn2"] = dn2_eval(models)
     out["cost"] = measure(models)
+    out["paths"] = path_costs(models)
     out["sizes_mb"] = {p.name: round(p.stat().st_size / 1e6, 3) for p in sorted(models.glob("*.onnx"))}
     out["eval_seconds"] = round(time.time() - t0, 1)
     return out

@@ -248,12 +248,14 @@ def video_sweep(
     return out
 
 
-def run_video(models_dir: Path, spec: str, threshold: float | None, max_frames: int | None) -> dict[str, Any]:
+def run_video(
+    models_dir: Path, spec: str, threshold: float | None, max_frames: int | None, flow: str | None = None
+) -> dict[str, Any]:
     """Open the models with 1 intra-op thread (one board core) and run :func:`video_agreement`."""
     from dvs_cluster.bench import default_threshold
-    from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.inference import DEFAULT_FLOW, OnnxModels, ThreadPolicy
 
-    models = OnnxModels(models_dir, intra_op_threads=1)
+    models = OnnxModels(models_dir, threads=ThreadPolicy(1), flow=flow or DEFAULT_FLOW)
     thr = float(threshold if threshold is not None else default_threshold(models))
     t0 = time.time()
     out = video_agreement(models, frames_from(spec, max_frames), thr)
@@ -283,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-frame", type=int, default=0, help="skip the video's first N frames")
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--flow", default=None, help="flow source (default: the runtime's)")
     a = ap.parse_args(argv)
     out: dict[str, Any] = {}
     if a.camvid:
@@ -294,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         out["camvid"] = camvid_eval(seg, root, a.split, a.limit)
         out["camvid"].pop("confusion")
     if a.video and a.sweep:
-        from dvs_cluster.inference import OnnxModels
+        from dvs_cluster.inference import DEFAULT_FLOW, OnnxModels, ThreadPolicy
 
         ths = [float(x) for x in a.sweep.split(",") if x.strip()]
-        models = OnnxModels(a.models, intra_op_threads=a.threads)
+        models = OnnxModels(a.models, threads=ThreadPolicy(a.threads), flow=a.flow or DEFAULT_FLOW)
         frames = frames_from(a.video, None if a.max_frames is None else a.first_frame + a.max_frames)
         out["video_sweep"] = video_sweep(models, itertools.islice(frames, a.first_frame, None), ths)
         for r in out["video_sweep"]:
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(seg fraction {r['seg_fraction']:.3f})"
             )
     elif a.video:
-        out["video"] = run_video(a.models, a.video, a.threshold, a.max_frames)
+        out["video"] = run_video(a.models, a.video, a.threshold, a.max_frames, a.flow)
     json.dump(out, sys.stdout, indent=1)
     print()
     return 0

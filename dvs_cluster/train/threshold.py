@@ -6,7 +6,8 @@ the seg path less than it predicts: docs/CAMVID.md), so a model set meant for re
 threshold that meets an agreement target on real video. Honest selection: the threshold is chosen on
 the first ``--select`` frames of the video only (one pass over a grid of thresholds,
 ``realeval.video_sweep``) and then measured on the frames after them, which played no part in the
-choice. The chosen value goes into ``dn.onnx`` metadata (``default_threshold``, read by
+choice. The chosen value goes into the active DN's metadata (``dn.onnx``, or ``dn2_<flow>.onnx`` for the
+DN v2 of ``--flow``) (``default_threshold``, read by
 ``bench.default_threshold`` for every real source when no threshold is given; the synthetic source
 keeps ``synthetic_threshold``, ``--synthetic``) and into ``training.json`` (``threshold_selection``),
 which the model card shows.
@@ -61,10 +62,12 @@ def set_metadata(path: Path, entries: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Sweep on the selection frames, pick, check on the rest, record."""
-    from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.inference import DEFAULT_FLOW, OnnxModels, ThreadPolicy
 
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.threshold", description=__doc__)
     ap.add_argument("--models", type=Path, required=True)
+    ap.add_argument("--flow", default=DEFAULT_FLOW, help=f"flow source (default {DEFAULT_FLOW})")
+    ap.add_argument("--dn", default="auto", choices=("auto", "v1", "v2"), help="which DN gets the threshold")
     ap.add_argument("--video", required=True, help="video file / image folder (realeval.frames_from)")
     ap.add_argument("--target", type=float, default=90.0, help="agreement with the seg path, percent")
     ap.add_argument("--select", type=int, default=400, help="frames used to choose (the rest check)")
@@ -80,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print, write nothing")
     a = ap.parse_args(argv)
     grid = [float(x) for x in a.grid.split(",") if x.strip()]
-    models = OnnxModels(a.models, intra_op_threads=1)
+    models = OnnxModels(a.models, threads=ThreadPolicy(1), flow=a.flow, dn=a.dn)
+    dn_file = models.files["dn" if models.dn_version == "v1" else "dn2"]
     log(f"[threshold] selecting on frames 0..{a.select - 1} of {a.video} over {len(grid)} thresholds")
     frames = frames_from(a.video)  # one pass over the video: selection frames, then the check frames
     sel = video_sweep(models, itertools.islice(frames, a.select), grid)
@@ -104,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "synthetic_threshold": a.synthetic,
         "target_agreement": a.target,
         "video": a.video,
+        "flow_source": models.flow_source,
+        "dn": models.dn_version,
+        "dn_file": dn_file.name,
         "selection_frames": [0, a.select - 1],
         "selection": best,
         "check_frames": [a.select, a.select + check["frames"] - 1],
@@ -113,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     if not a.dry_run:
-        write_default(a.models / "dn.onnx", th, a.synthetic)
+        write_default(dn_file, th, a.synthetic)
         info_path = a.models / "training.json"
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        info["threshold_selection"] = record
+        if models.dn_version == "v1":
+            info["threshold_selection"] = record
+        else:
+            info.setdefault("dn2", {}).setdefault(models.flow_kind, {})["threshold_selection"] = record
         info_path.write_text(json.dumps(info, indent=2))
     json.dump(record, sys.stdout, indent=1)
     print()

