@@ -65,7 +65,7 @@ def test_seg_net_contract_and_levels() -> None:
 @pytest.mark.train
 @pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
 def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path) -> None:
-    """lite-tiny: a sitting stopped after one step, --resume to the end, export; the ONNX keeps the contract."""
+    """lite-tiny: a sitting stopped after one step, --resume to the end, export; the contract holds."""
     import onnxruntime as ort
     import torch
 
