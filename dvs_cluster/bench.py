@@ -61,6 +61,11 @@ class BenchContext:
     #: Quality axis: "miou" against ground truth, or "agreement" with SegPath's labels (no labels).
     quality: str = "miou"
 
+    @property
+    def propagate(self) -> bool:
+        """Whether the flow path warps the previous step's output (``--warp-from previous``)."""
+        return str(self.options.get("warp_from") or "previous") == "previous"
+
     _models: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -248,7 +253,9 @@ def result_from_stats(name: str, stats: RunStats, **extra: Any) -> dict[str, Any
 def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) -> RunStats:
     """The in-process engine over the context's frames (``models``: the default set if None)."""
     models = ctx.models if models is None else models
-    engine = SingleEngine(models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
+    engine = SingleEngine(
+        models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap, ctx.propagate
+    )
     warm = getattr(models, "warmup", None)
     if callable(warm):
         r = engine.grid.regions[0]

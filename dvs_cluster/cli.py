@@ -124,6 +124,13 @@ def add_net_options(g: argparse._ArgumentGroup) -> None:
         "default) | onnx (the paper's FlowNet-S, flow.onnx)",
     )
     g.add_argument(
+        "--warp-from",
+        choices=("previous", "key"),
+        default="previous",
+        help="what the flow path warps: the region's previous output (default; each flow then spans one "
+        "frame) or the key itself (DVSNet)",
+    )
+    g.add_argument(
         "--dn",
         choices=("auto", "v1", "v2"),
         default="auto",
@@ -150,7 +157,7 @@ def models_from_args(args: argparse.Namespace, **kw: Any) -> Any:
 
 def net_argv(args: argparse.Namespace) -> list[str]:
     """The :func:`add_net_options` of ``args`` but ``--threads`` as arguments (for child processes)."""
-    out = ["--providers", args.providers, "--dn", args.dn]
+    out = ["--providers", args.providers, "--dn", args.dn, "--warp-from", args.warp_from]
     for flag, value in (
         ("--models", args.models),
         ("--provider-options", args.provider_options),
@@ -227,7 +234,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
             recorder = BagRecorder(args.record, source)
             sinks.append(recorder)
         try:
-            engine = SingleEngine(models, policy, args.width, args.height, args.rows, args.cols, args.overlap)
+            engine = SingleEngine(
+                models,
+                policy,
+                args.width,
+                args.height,
+                args.rows,
+                args.cols,
+                args.overlap,
+                propagate=args.warp_from == "previous",
+            )
         except ValueError as e:
             raise CliError(str(e)) from None
         r = engine.grid.regions[0]
@@ -247,6 +263,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "source": source.name,
             "policy": policy.name,
             "threshold": threshold,
+            "warp_from": args.warp_from,
             "frame_size": [args.width, args.height],
             "grid": [args.rows, args.cols],
             "overlap": args.overlap,

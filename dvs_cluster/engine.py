@@ -135,11 +135,12 @@ class SingleEngine:
         rows: int = 2,
         cols: int = 2,
         overlap: int = 0,
+        propagate: bool = True,
     ) -> None:
         self.models = models
         self.policy = policy
         self.grid = RegionGrid(width, height, rows, cols, overlap)
-        self.processor = RegionProcessor(models, policy)
+        self.processor = RegionProcessor(models, policy, propagate)
         self.keys = KeyBuffer(len(self.grid))
 
     def reset(self) -> None:

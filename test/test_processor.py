@@ -87,3 +87,40 @@ def test_labels_from_logits_matches_dense_argmax(h: int, w: int) -> None:
     labels, conf = labels_from_logits(logits, h, w)
     np.testing.assert_array_equal(labels, up.argmax(axis=2))
     np.testing.assert_allclose(conf, up.max(axis=2), rtol=1e-5, atol=1e-6)
+
+
+class _ShiftModels(FakeModels):
+    """Flow = one logit-grid pixel to the left (content moves right by 1 each step); DN records its inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dn_ages: list[int] = []
+
+    def flow(self, key: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fl, feats = super().flow(key, current)
+        fl[0] = -1.0
+        return fl, feats
+
+    def dn(self, features: np.ndarray, key_age: int = 1) -> float:
+        self.dn_ages.append(key_age)
+        return 100.0
+
+
+@pytest.mark.parametrize("propagate", [True, False])
+def test_propagation_warps_the_previous_output(propagate: bool) -> None:
+    """With propagation each flow step warps the last output (shifts add up); age counts from the key."""
+    frames = _frames(4, 64, 96)
+    m = _ShiftModels()
+    proc = RegionProcessor(m, DVSNetPolicy(50), propagate=propagate)
+    buf = KeyBuffer(1)
+    key = proc.step(0, 0, frames[0], buf)
+    assert key.state is key.key and key.key is not None
+    outs = [proc.step(0, t, frames[t], buf) for t in (1, 2, 3)]
+    assert [o.path for o in outs] == ["flow"] * 3 and m.dn_ages == [1, 2, 3]
+    assert all(o.key is None and o.key_timestep == 0 for o in outs)
+    shifted = np.roll(key.key.logits, 3 if propagate else 1, axis=2)
+    np.testing.assert_allclose(outs[-1].logits[:, :, 3:], shifted[:, :, 3:])
+    held = buf.get(0)
+    assert held is not None and held.key_timestep == 0
+    assert held.timestep == (3 if propagate else 0)
+    assert (outs[-1].state is not None) == propagate

@@ -2,8 +2,11 @@
 Key frames and key buffers.
 
 A key is what the flow path needs for one region: the region image of the last segmentation step and
-its logits. The same :class:`KeyBuffer` serves as Single's buffer, the master's global key buffer and a
-slave's local key buffer (one entry per region, newest key wins).
+its logits. With propagation (``RegionProcessor(propagate=True)``, the default) a flow step's output
+becomes the region's reference for the next step: a :class:`KeyFrame` of that frame whose ``root`` is
+the segmentation step it derives from, so the next flow spans one frame, not the whole key age (DIS
+follows short motion far better than long). The same :class:`KeyBuffer` serves as Single's buffer, the
+master's global key buffer and a slave's local key buffer (one entry per region, newest key wins).
 """
 
 from __future__ import annotations
@@ -17,16 +20,26 @@ import numpy.typing as npt
 
 @dataclass(frozen=True)
 class KeyFrame:
-    """The segmentation result a region's flow path warps from."""
+    """What a region's flow path warps from: a segmentation result, or a flow step's output (``root``)."""
 
-    timestep: int
+    timestep: int  # the frame ``image`` and ``logits`` are of
     image: npt.NDArray[np.uint8]  # (h, w, 3) RGB region crop
     logits: npt.NDArray[np.float32]  # (C, h/4, w/4)
+    root: int | None = None  # the segmentation step a propagated state derives from (None: this is one)
+
+    @property
+    def key_timestep(self) -> int:
+        """The frame of the segmentation step behind this entry: what key ages count from."""
+        return self.timestep if self.root is None else self.root
 
     @property
     def nbytes(self) -> int:
         """Payload size; what shipping this key to a slave costs."""
         return int(self.image.nbytes + self.logits.nbytes)
+
+    def newer_than(self, other: KeyFrame) -> bool:
+        """Ordered by the key behind it, then by frame: a fresher segmentation beats a longer chain."""
+        return (self.key_timestep, self.timestep) > (other.key_timestep, other.timestep)
 
 
 class KeyBuffer:
@@ -50,15 +63,15 @@ class KeyBuffer:
     def put(self, region: int, key: KeyFrame) -> bool:
         """Store ``key`` unless the buffer already holds a newer one; returns whether it was stored."""
         cur = self._keys[region]
-        if cur is not None and cur.timestep > key.timestep:
+        if cur is not None and cur.newer_than(key):
             return False
         self._keys[region] = key
         return True
 
     def timestep(self, region: int) -> int | None:
-        """Timestep of the region's key (None if empty)."""
+        """Timestep of the region's key, the segmentation step behind its entry (None if empty)."""
         key = self._keys[region]
-        return None if key is None else key.timestep
+        return None if key is None else key.key_timestep
 
     def age(self, region: int, t: int) -> int | None:
         """Frames between the region's key and timestep ``t`` (None if no key)."""

@@ -503,7 +503,14 @@ def cmd_slave(args: argparse.Namespace) -> int:
     models = models_from_args(args)
     transport = _transport(args)
     try:
-        node = SlaveNode(args.name, transport, models, cluster_id=args.cluster, quantize=args.result_quantize)
+        node = SlaveNode(
+            args.name,
+            transport,
+            models,
+            cluster_id=args.cluster,
+            quantize=args.result_quantize,
+            propagate=args.warp_from == "previous",
+        )
         log.info("slave %s ready (cluster %s)", args.name, args.cluster)
         try:
             counters = node.run(stop)

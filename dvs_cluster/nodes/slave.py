@@ -77,6 +77,7 @@ class SlaveNode:
         quantize: str = "float32",
         heartbeat_s: float = 0.5,
         inbox_size: int = 64,
+        propagate: bool = True,
     ) -> None:
         """Declare the subscriptions and the liveliness token; call :meth:`run` to serve."""
         self.keys = ClusterKeys(cluster_id)
@@ -85,6 +86,7 @@ class SlaveNode:
         self.cluster_id = cluster_id
         self.transport = transport
         self.models = models
+        self.propagate = propagate
         self.quantize = quantize
         self.heartbeat_s = heartbeat_s
         self.incarnation = uuid.uuid4().hex[:12]
@@ -190,8 +192,8 @@ class SlaveNode:
             self.counters.errors += 1
             log.exception("task %d/%d failed: %s", task.sequence, task.region, exc)
             return None
-        if outcome.key is not None:
-            buffer.put(task.region, outcome.key)
+        if outcome.state is not None:  # the new key, or with propagation the step's output
+            buffer.put(task.region, outcome.state)
         timings = Timings(deserialize=t_decoded - t_arrive, key_update=t_key)
         for stage, ms in outcome.timings_ms.items():
             field_name = _STAGE_FIELDS.get(stage)
@@ -237,7 +239,7 @@ class SlaveNode:
         spec = (policy or "dvsnet", float(threshold))
         proc = self._processors.get(spec)
         if proc is None:
-            proc = RegionProcessor(self.models, make_policy(spec[0], spec[1]))
+            proc = RegionProcessor(self.models, make_policy(spec[0], spec[1]), self.propagate)
             self._processors[spec] = proc
         return proc
 

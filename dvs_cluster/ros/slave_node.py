@@ -113,6 +113,7 @@ class SlaveRos(Node):
             cluster_id=p["cluster_id"],
             quantize=p["result_quantize"],
             heartbeat_s=p["heartbeat_period"],
+            propagate=p["warp_from"] == "previous",
         )
         from diagnostic_msgs.msg import DiagnosticArray
 

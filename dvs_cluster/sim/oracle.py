@@ -127,9 +127,19 @@ class ModelOracle:
         grid: RegionGrid,
         core: int | None = None,
         quants: Sequence[str] = QUANTS,
+        propagate: bool = True,
     ) -> None:
-        """``core``: pin the calling thread there while the nets run (None: leave affinity alone)."""
+        """
+        ``core``: pin the calling thread there while the nets run (None: leave affinity alone).
+
+        ``propagate``: the flow path warps the previous step's output, as the runtime's default; a pair
+        (region, key, t) then stands for the chain key, key + 1, ..., t (Single's chain; a cluster whose
+        region skips frames on a board chains over those gaps, which this approximates).
+        """
         self.models = models
+        self.propagate = propagate
+        #: (region, key, quant) -> (frame, logits) of the chain's newest state.
+        self._chains: dict[tuple[int, int, str], tuple[int, FloatArray]] = {}
         self._frames = list(frames)
         self.grid = grid
         self.core = core
@@ -176,10 +186,25 @@ class ModelOracle:
             hit = self._seg[(region, t)] = (logits, self._counts(labels, region, t))
         return hit
 
+    def _chain_logits(self, region: int, key: int, t: int, quant: str) -> FloatArray:
+        """Logits the propagated flow path warps at frame ``t``: the chain's state at frame t - 1."""
+        cached = self._chains.get((region, key, quant))
+        if cached is not None and cached[0] < t:
+            s, logits = cached
+        else:
+            s, logits = key, roundtrip(self._seg_entry(region, key)[0], quant)
+        while s < t - 1:  # walk the chain up to t - 1 (steps the simulator did not ask for are untimed)
+            s += 1
+            flow, _ = self.models.flow(self._crop(region, s - 1), self._crop(region, s))
+            logits = warp(logits, flow)
+        return logits
+
     def _pair(self, region: int, key: int, t: int) -> tuple[float, dict[str, Counts | None]]:
         hit = self._pairs.get((region, key, t))
         if hit is not None:
             return hit
+        if self.propagate:
+            return self._chain_pair(region, key, t)
         key_logits, _ = self._seg_entry(region, key)
         cur = self._crop(region, t)
         counts: dict[str, Counts | None] = {}
@@ -200,6 +225,32 @@ class ModelOracle:
                 labels, _ = labels_from_logits(warped, cur.shape[0], cur.shape[1])
                 self._time("labels", t0, exact)
                 counts[q] = self._counts(labels, region, t)
+        hit = self._pairs[(region, key, t)] = (score, counts)
+        return hit
+
+    def _chain_pair(self, region: int, key: int, t: int) -> tuple[float, dict[str, Counts | None]]:
+        # Along a chain the images are the frames themselves, so one flow serves every key encoding.
+        prev, cur = self._crop(region, t - 1), self._crop(region, t)
+        counts: dict[str, Counts | None] = {}
+        with pinned(self.core):
+            t0 = _clock()
+            flow, features = self.models.flow(prev, cur)
+            self._time("flow", t0)
+            t0 = _clock()
+            score = float(self.models.dn(features, t - key))
+            self._time("dn", t0)
+        for q in self.quants:
+            exact = q == "float32"
+            logits = self._chain_logits(region, key, t, q)
+            with pinned(self.core):
+                t0 = _clock()
+                warped = warp(logits, flow)
+                self._time("warp", t0, exact)
+                t0 = _clock()
+                labels, _ = labels_from_logits(warped, cur.shape[0], cur.shape[1])
+                self._time("labels", t0, exact)
+            counts[q] = self._counts(labels, region, t)
+            self._chains[(region, key, q)] = (t, warped)
         hit = self._pairs[(region, key, t)] = (score, counts)
         return hit
 

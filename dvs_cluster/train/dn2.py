@@ -37,7 +37,7 @@ from dvs_cluster.train import data as D
 from dvs_cluster.train.cli import BUDGETS
 from dvs_cluster.train.cost import session
 from dvs_cluster.train.data import log
-from dvs_cluster.train.dnset import DNSamples, build, cue_flow_fn
+from dvs_cluster.train.dnset import DNSamples, build, build_chain, cue_flow_fn
 from dvs_cluster.train.flowpath import spearman
 from dvs_cluster.train.loops import LoopConfig, _run
 from dvs_cluster.train.nets import param_count
@@ -84,11 +84,25 @@ def flow_fn(models: Path, spec: str) -> Any:
 
 
 def samples(
-    models: Path, spec: str, seeds: list[int], frames: int, gaps: int, cross: int, seed: int
+    models: Path,
+    spec: str,
+    seeds: list[int],
+    frames: int,
+    gaps: int,
+    cross: int,
+    seed: int,
+    propagate: bool = True,
 ) -> DNSamples:
-    """Region pairs with cues and agreement targets, measured with ``models/seg.onnx``."""
+    """
+    Region pairs with cues and agreement targets, measured with ``models/seg.onnx``.
+
+    ``propagate``: the runtime's flow path warping the previous step's output (``dnset.build_chain``,
+    keys every ``gaps`` frames); else key -> current pairs at random intervals (``dnset.build``).
+    """
     rng = np.random.default_rng(seed)
     seg = session(models / "seg.onnx", 2)
+    if propagate:
+        return build_chain(seg, flow_fn(models, spec), seeds, frames, gaps, 20, cross, rng)
     return build(seg, flow_fn(models, spec), seeds, frames, gaps, 20, cross, rng)
 
 
@@ -192,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out Spearman")
+    ap.add_argument(
+        "--warp-from",
+        choices=("previous", "key"),
+        default="previous",
+        help="the flow path it judges: warping the previous step's output (the runtime default) or the key",
+    )
     a = ap.parse_args(argv)
     cmd = "python -m dvs_cluster.train.dn2 " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
@@ -203,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     b = BUDGETS[a.budget]
     t0 = time.time()
     seeds = list(range(D.DN_SEED0, D.DN_SEED0 + b.dn_seeds))
-    tr = samples(a.models, spec, seeds, b.dn_frames, b.dn_gaps, b.dn_cross, a.seed)
+    chain = a.warp_from == "previous"
+    tr = samples(a.models, spec, seeds, b.dn_frames, b.dn_gaps, b.dn_cross, a.seed, chain)
     t_data = time.time() - t0
     log(f"[dn2] {len(tr.targets)} training samples ({spec}) in {t_data:.0f}s")
     cfg = LoopConfig(a.steps, 256, 0, 0, 2e-3, log_every=500)
@@ -212,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "training_command": cmd,
         "flow_source": spec,
+        "warp_from": a.warp_from,
         "train_seeds": f"{seeds[0]}-{seeds[-1]}",
         "steps": str(res.steps),
         "score": "predicted % of region pixels where the flow path agrees with the seg net (0..100)",
@@ -221,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     record: dict[str, Any] = {
         "command": cmd,
         "flow_source": spec,
+        "warp_from": a.warp_from,
         "params": param_count(net),
         "samples": len(tr.targets),
         "train_seeds": [seeds[0], seeds[-1]],
@@ -233,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "size_mb": round(path.stat().st_size / 1e6, 3),
     }
     if not a.no_eval:
-        ev = samples(a.models, spec, list(EVAL_SEEDS), EVAL_FRAMES, 3, 20, 12345)
+        ev = samples(a.models, spec, list(EVAL_SEEDS), EVAL_FRAMES, 3, 20, 12345, chain)
         sess = session(path, 1)
         record["eval"] = {**evaluate(sess, ev), "seeds": list(EVAL_SEEDS)}
         log(f"[dn2] held-out: {record['eval']}")

@@ -95,8 +95,9 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
         encoder_lr_mult=0.1,
         log_every=1,
     ),
-    # The shipped default: 2 CPU cores. Measured here: ~1.4 s a frozen step, ~2.6 s a fine-tune step
-    # (8 crops of 256x512), so about 5.5 h in all: two sittings of under 3 h with --sitting-minutes.
+    # The shipped default: 2 CPU cores. Measured here on an idle machine: ~1.3 s a frozen step, ~2.6 s
+    # a fine-tune step (8 crops of 256x512), so about 2.5 h in all; on a shared machine several
+    # sittings (--sitting-minutes, --resume).
     "lite-cpu": LiteBudget(
         seg_seeds=48,
         seg_frames=12,
@@ -107,8 +108,8 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
         real_per_batch=4,
         crop_h=256,
         crop_w=512,
-        frozen_steps=1500,
-        finetune_steps=6500,
+        frozen_steps=1000,
+        finetune_steps=3000,
         lr=2e-3,
         encoder_lr_mult=0.1,
     ),
