@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from cluster_support import cli, free_port, model_dir
 
+from dvs_cluster.core.metrics import ConfusionMatrix
 from dvs_cluster.core.policy import make_policy
 from dvs_cluster.core.processor import labels_from_logits
 from dvs_cluster.core.regions import RegionGrid
@@ -56,7 +57,9 @@ def run_cluster(models: Path, out: Path, slaves: int, *extra: str) -> tuple[dict
     return json.loads((out / "report.json").read_text()), json.loads((out / "trace.json").read_text())
 
 
-def single_reference(models: Path, frames: int, threshold: float | None, overlap: int = 0) -> Any:
+def single_reference(
+    models: Path, frames: int, threshold: float | None, overlap: int = 0, propagate: bool = True
+) -> Any:
     """Single's per-frame outcomes on the same frames (same models and threshold: the synthetic default)."""
     from dvs_cluster.bench import default_threshold
     from dvs_cluster.engine import SingleEngine
@@ -65,7 +68,7 @@ def single_reference(models: Path, frames: int, threshold: float | None, overlap
 
     m = OnnxModels(models, intra_op_threads=1)
     th = default_threshold(m, synthetic=True) if threshold is None else threshold
-    engine = SingleEngine(m, make_policy("dvsnet", th), W, H, overlap=overlap)
+    engine = SingleEngine(m, make_policy("dvsnet", th), W, H, overlap=overlap, propagate=propagate)
     with open_source("synthetic", W, H, frames=frames) as src:
         return m, th, [(f, engine.process(f.image, f.index)) for f in src]
 
@@ -112,9 +115,12 @@ def test_run_one_slave_equals_single(models: Path, tmp_path: Path, overlap: int)
 
 
 def test_run_two_slaves_matches_single_per_path_and_key(models: Path, tmp_path: Path) -> None:
-    rep, trace = run_cluster(models, tmp_path, 2)
+    # DVSNet's own flow path (from the key): every flow step is recomputable from its key alone.
+    rep, trace = run_cluster(models, tmp_path, 2, "--warp-from", "key")
     check_accounting(rep, trace, 2)
-    m, th, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0)
+    m, th, ref = single_reference(
+        models, FRAMES, None if not threshold_args(models) else 40.0, propagate=False
+    )
     grid = RegionGrid(W, H)
     crops = {f.index: grid.split(f.image) for f, _ in ref}
     seg_logits = {(i, r): m.seg(c) for i, cs in crops.items() for r, c in enumerate(cs)}
@@ -146,13 +152,42 @@ def test_run_two_slaves_matches_single_per_path_and_key(models: Path, tmp_path: 
         assert rep["scheduler"]["forwarded_keys"] > 0
 
 
+def test_run_two_slaves_propagated_chains(models: Path, tmp_path: Path) -> None:
+    """The default flow path (from each region's previous output) across two boards: every flow step
+    warps a state no older than its key and the run stays close to Single (which never skips a frame)."""
+    rep, trace = run_cluster(models, tmp_path, 2)
+    check_accounting(rep, trace, 2)
+    _, th, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0)
+    conf = np.zeros((19, 19), np.int64)
+    for frame, _ in ref:
+        got, gt = read_labels(tmp_path, frame.index), frame.labels
+        assert gt is not None
+        m = gt != 255
+        conf += np.bincount(gt[m].astype(np.int64) * 19 + got[m], minlength=361).reshape(19, 19)
+    tp = np.diag(conf).astype(float)
+    union = conf.sum(0) + conf.sum(1) - tp
+    present = conf.sum(1) > 0
+    miou = float(np.mean(tp[present] / np.maximum(union[present], 1)) * 100)
+    assert miou == pytest.approx(rep["miou"], abs=0.01)
+    single = ConfusionMatrix()
+    for frame, res in ref:
+        single.update(res.labels, frame.labels)
+    assert abs(rep["miou"] - single.miou()) < 3.0, (rep["miou"], single.miou())
+    for r in trace["regions"]:
+        if r["path"] == "flow":
+            assert r["key"] < r["sequence"]
+    assert rep["region_steps"]["flow"] > 0
+
+
 def test_run_three_slaves_strict_order_equals_single(models: Path, tmp_path: Path) -> None:
     # Strict region order: a region waits for the same region of the frame before, so with more slaves
     # than one every step still starts from the key one board would hold: Single's paths, keys, labels.
-    rep, trace = run_cluster(models, tmp_path, 3, "--region-order", "strict")
+    # (With the key as the flow path's source: a propagated state stays on the board that made it.)
+    rep, trace = run_cluster(models, tmp_path, 3, "--region-order", "strict", "--warp-from", "key")
     check_accounting(rep, trace, 3)
     assert rep["scheduler"]["region_order"] == "strict"
-    _, _, ref = single_reference(models, FRAMES, None if not threshold_args(models) else 40.0)
+    th = None if not threshold_args(models) else 40.0
+    _, _, ref = single_reference(models, FRAMES, th, propagate=False)
     paths = {(r["sequence"], r["region"]): (r["path"], r["key"]) for r in trace["regions"]}
     for frame, res in ref:
         assert np.array_equal(read_labels(tmp_path, frame.index), res.labels), frame.index
