@@ -14,9 +14,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from dvs_cluster import __version__
+from dvs_cluster import __version__, validate
 
 PROG = "dvs-cluster"
 NODES_CLI = "dvs_cluster.nodes.cli"
@@ -39,24 +39,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CliError, canonical, BenchError, ModelError, SinkError, SourceError)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+# The shared checks live in dvs_cluster.validate; these names stay for the modules that import them.
+_positive_int = validate.positive_int
+_nonneg_int = validate.nonneg_int
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error shape: one line ``dvs-cluster: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Bad options end like every other user error, not with argparse's usage block."""
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_source_options(p: argparse.ArgumentParser) -> None:
@@ -74,8 +67,13 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
         help="image topic of a bag --source, e.g. /camera/image_raw (default: its only image topic)",
     )
     g.add_argument("--frames", type=_positive_int, help="stop after N frames (synthetic: default 100)")
-    g.add_argument("--width", type=_positive_int, default=1024, help="processing width (default 1024)")
-    g.add_argument("--height", type=_positive_int, default=512, help="processing height (default 512)")
+    lo = validate.MIN_FRAME_SIDE
+    g.add_argument(
+        "--width", type=validate.frame_side, default=1024, help=f"processing width (default 1024, >= {lo})"
+    )
+    g.add_argument(
+        "--height", type=validate.frame_side, default=512, help=f"processing height (default 512, >= {lo})"
+    )
     g.add_argument(
         "--resize",
         choices=("letterbox", "stretch"),
@@ -114,7 +112,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overlap", type=_nonneg_int, default=0, help="region overlap margin, pixels (default 0)")
     g.add_argument(
         "--threshold",
-        type=float,
+        type=validate.threshold,
         help="DN threshold on 0..100: score below -> segmentation path (default: model card, else 90)",
     )
 
@@ -144,6 +142,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     overlay_dir = args.save_overlay or (out / "overlay" if out else None)
     json_path = args.json or (out / "stats.json" if out else None)
     gt_dir = args.save_gt or (out / "gt" if out else None)
+    try:
+        validate.check_grid(args.width, args.height, args.rows, args.cols, args.overlap)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
     models = make_models_factory(args)()
     synthetic = is_synthetic(args.source)
@@ -245,7 +247,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description="Distributed dynamic video segmentation (DVSNet) on a cluster of boards."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
