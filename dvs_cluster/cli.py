@@ -52,6 +52,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
 
 
+def note(text: str) -> None:
+    """One informational line on stderr, ``dvs-cluster: ...`` (stdout stays for results)."""
+    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+
+
 def add_source_options(p: argparse.ArgumentParser) -> None:
     """--source/--frames/--width/--height/--resize (shared by segment, bench and the cluster)."""
     g = p.add_argument_group("input")
@@ -90,6 +95,39 @@ def add_record_option(p: argparse._ActionsContainer) -> None:
         help="write /segmentation (mono8), /segmentation_color, /overlay (rgb8) and /stats to a new "
         "MCAP rosbag2 bag directory OUT (opens in Foxglove; replay with ros2 bag play on Jazzy)",
     )
+
+
+def frame_sinks(dirs: Sequence[tuple[Any, str]], quiet: bool = False) -> list[Any]:
+    """
+    PNG sinks for ``(directory, style)`` pairs, each emptied of an earlier run's frame PNGs first.
+
+    Only files named as the sinks name them (``000042.png``) are removed, and the CLI says so: a
+    directory of 10 new frames next to 50 old ones would pass for one run of 60.
+    """
+    from dvs_cluster.io.sinks import PngSink
+
+    sinks = []
+    for directory, style in dirs:
+        sink = PngSink(directory, style, clear=True)  # type: ignore[arg-type]
+        if sink.cleared and not quiet:
+            note(f"{directory}: removed {sink.cleared} frame PNG(s) of an earlier run")
+        sinks.append(sink)
+    return sinks
+
+
+def overlay_sink(path: str, fps: float, quiet: bool = False) -> Any:
+    """``--save-overlay PATH``: a video when PATH ends in .mp4/.avi, else a directory of PNGs."""
+    from dvs_cluster.io.sinks import VideoSink, is_video_path
+
+    if is_video_path(path):
+        return VideoSink(path, fps, "overlay")
+    return frame_sinks([(path, "overlay")], quiet)[0]
+
+
+SAVE_OVERLAY_HELP = (
+    "colour map blended over the input: a video if PATH ends in .mp4 or .avi, else a directory of "
+    "PNGs (000000.png ...)"
+)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -134,7 +172,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from dvs_cluster.bench import default_threshold
     from dvs_cluster.core.policy import make_policy
     from dvs_cluster.engine import Progress, SingleEngine
-    from dvs_cluster.io.sinks import PngSink, Sink, VideoSink, write_json
+    from dvs_cluster.io.sinks import Sink, VideoSink, write_json
     from dvs_cluster.io.sources import is_synthetic, open_source
 
     out = Path(args.out) if args.out else None
@@ -158,15 +196,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with source:
         if args.save_gt and not source.has_labels:
             raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
-        sinks: list[Sink] = []
+        dirs: list[tuple[Any, str]] = []
         if labels_dir:
-            sinks.append(PngSink(labels_dir, "labels"))
+            dirs.append((labels_dir, "labels"))
         if gt_dir and source.has_labels:
-            sinks.append(PngSink(gt_dir, "gt"))
+            dirs.append((gt_dir, "gt"))
         if args.save_color:
-            sinks.append(PngSink(args.save_color, "color"))
+            dirs.append((args.save_color, "color"))
+        sinks: list[Sink] = frame_sinks(dirs, args.quiet)
         if overlay_dir:
-            sinks.append(PngSink(overlay_dir, "overlay"))
+            sinks.append(overlay_sink(str(overlay_dir), source.fps, args.quiet))
         if args.video:
             sinks.append(VideoSink(args.video, source.fps, "overlay"))
         recorder = None
@@ -269,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-labels", metavar="DIR", help="label PNGs (trainIds, 255 = ignore), 000000.png ...")
     g.add_argument("--save-gt", metavar="DIR", help="ground-truth PNGs (synthetic source only)")
     g.add_argument("--save-color", metavar="DIR", help="colour-map PNGs (Cityscapes palette)")
-    g.add_argument("--save-overlay", metavar="DIR", help="colour map blended over the input, PNGs")
+    g.add_argument("--save-overlay", metavar="PATH", help=SAVE_OVERLAY_HELP)
     g.add_argument("--video", metavar="FILE.mp4", help="overlay MP4")
     g.add_argument("--json", metavar="FILE", help="run statistics (fps, mIoU, latency per stage, path mix)")
     add_record_option(g)
