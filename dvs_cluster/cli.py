@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,6 +168,22 @@ def make_models_factory(args: argparse.Namespace) -> Any:
     return factory
 
 
+#: Said once per run on a source that is not the synthetic video, while the shipped models are used.
+DOMAIN_NOTE = (
+    "note: the shipped models were trained on CamVid street scenes (Cambridge, daylight, car height) and "
+    "synthetic driving video; other scenes (indoor, cartoons, views from above) get unreliable labels "
+    "(README: What to expect)"
+)
+
+
+def domain_note(source: str | None, models: str | None, quiet: bool = False) -> None:
+    """Print :data:`DOMAIN_NOTE` for a real source with the shipped models (the user cannot tell)."""
+    from dvs_cluster.io.sources import is_synthetic
+
+    if not quiet and models is None and not os.environ.get("DVS_CLUSTER_MODELS") and not is_synthetic(source):
+        note(DOMAIN_NOTE)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     """Run Single over a source and write the requested outputs."""
     from dvs_cluster.bench import default_threshold
@@ -196,6 +213,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with source:
         if args.save_gt and not source.has_labels:
             raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
+        domain_note(args.source, args.models, args.quiet)
         dirs: list[tuple[Any, str]] = []
         if labels_dir:
             dirs.append((labels_dir, "labels"))
