@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -259,16 +260,47 @@ def _tls(args: argparse.Namespace) -> Any:
 
 
 def _transport(args: argparse.Namespace) -> Any:
+    import zenoh
+
     from dvs_cluster.cli import CliError
     from dvs_cluster.transport.zenoh import ZenohTransport, make_config
 
     shm = {"auto": None, "on": True, "off": False}[args.shm]
     tls = _tls(args)
-    try:  # config errors name the option; zenoh's own errors (e.g. port in use) stay as they are
+    try:  # config errors name the option
         make_config(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
+    except zenoh.ZError as exc:  # e.g. an endpoint zenoh parses differently from validate.py
+        raise CliError(f"zenoh configuration refused: {_zenoh_message(exc)}") from None
+    try:
+        return ZenohTransport(
+            args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls
+        )
+    except zenoh.ZError as exc:
+        raise CliError(_open_error(exc, args.listen)) from None
+
+
+def _zenoh_message(exc: BaseException) -> str:
+    """Zenoh's error text without the Rust source locations (``at /root/.cargo/...rs:61.``)."""
+    text = re.sub(r"\s*at \S+\.rs:\d+\.?", "", str(exc).splitlines()[0] if str(exc) else repr(exc))
+    return text.strip()
+
+
+def _open_error(exc: BaseException, listen: Sequence[str]) -> str:
+    """A zenoh session that did not open, as one line naming the endpoint and the likely fix."""
+    text = str(exc)
+    endpoint = next((ep for ep in listen if ep in text), listen[0] if listen else None)
+    if endpoint is not None and "Address already in use" in text:
+        return f"cannot listen on {endpoint}: port in use: pick another with --listen tcp/0.0.0.0:PORT"
+    if endpoint is not None and "Cannot assign requested address" in text:
+        return (
+            f"cannot listen on {endpoint}: not an address of this machine "
+            "(listen on tcp/0.0.0.0:PORT for every interface)"
+        )
+    if endpoint is not None and "Permission denied" in text:
+        return f"cannot listen on {endpoint}: permission denied (ports below 1024 need root)"
+    return f"zenoh session did not open: {_zenoh_message(exc)}"
 
 
 def _transport_argv(args: argparse.Namespace) -> list[str]:
