@@ -26,6 +26,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from dvs_cluster import validate
+
 log = logging.getLogger("dvs_cluster.nodes")
 
 
@@ -47,9 +49,21 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
         default="default",
         help="cluster id, prefix of every key (default: default)",
     )
-    g.add_argument("--listen", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447")
     g.add_argument(
-        "--connect", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/192.168.1.10:7447"
+        "--listen",
+        action="append",
+        default=[],
+        type=validate.listen_endpoint,
+        metavar="ENDPOINT",
+        help="PROTOCOL/HOST:PORT to accept peers on, e.g. tcp/0.0.0.0:7447",
+    )
+    g.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        type=validate.connect_endpoint,
+        metavar="ENDPOINT",
+        help="PROTOCOL/HOST:PORT of a peer to reach, e.g. tcp/192.168.1.10:7447",
     )
     g.add_argument("--mode", default="peer", choices=("peer", "client", "router"), help="zenoh mode")
     g.add_argument(
@@ -107,12 +121,14 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--policy", default="dvsnet", help="dvsnet (default) | dynamic | segpath | fixedK")
     g.add_argument(
         "--threshold",
-        type=_threshold,
+        type=validate.threshold,
         help="DN threshold 0..100: score below -> seg path (default: the slaves' model card, else 90)",
     )
     g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
     g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
-    g.add_argument("--overlap", type=int, default=0, help="region overlap margin in pixels (default 0)")
+    g.add_argument(
+        "--overlap", type=validate.nonneg_int, default=0, help="region overlap margin in pixels (default 0)"
+    )
     g = p.add_argument_group("scheduling")
     g.add_argument("--slaves-expected", type=_positive_int, default=1, help="slaves to wait for (default 1)")
     g.add_argument("--wait", type=_nonneg_float, default=60.0, help="seconds to wait for them (default 60)")
@@ -317,35 +333,9 @@ def _transport_argv(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _threshold(text: str) -> float:
-    """DN threshold: a finite number in 0..100 (the model-card default is asked for by leaving it out)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}") from None
-    if not 0.0 <= v <= 100.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
+_threshold = validate.threshold
+_positive_float = validate.positive_float
+_nonneg_float = validate.nonneg_float
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -510,6 +500,7 @@ def _run_master(
             {"regions": node.trace, "emitted": node.emitted, "latency_ms": list(node.frame_latency_ms)},
         )
     if args.json:
+        validate.check_grid(args.width, args.height, args.rows, args.cols, args.overlap)
         _write_json(args.json, rep)
     print(_summary(rep), file=sys.stderr)
     if rep.get("aborted") == "stopped":
