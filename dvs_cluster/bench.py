@@ -338,10 +338,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         ax.plot(
             [p["fps"] for p in pts], [p["miou"] for p in pts], "o-", color="tab:blue", label="Single (sweep)"
         )
-        for p in pts:
-            ax.annotate(
-                f"{p['threshold']:g}", (p["fps"], p["miou"]), textcoords="offset points", xytext=(4, 4)
-            )
+        place_labels(fig, ax, [(f"{p['threshold']:g}", p["fps"], p["miou"]) for p in pts])
     for r in report["configs"]:
         if r["miou"] is not None:
             ax.plot(r["fps"], r["miou"], "s", label=r["name"])
@@ -354,6 +351,31 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def place_labels(fig: Any, ax: Any, labels: Sequence[tuple[str, float, float]]) -> list[Any]:
+    """
+    Annotate points so that no two labels overlap; returns the annotations drawn.
+
+    Above-right and below-right of the point alternate along the curve, then the left side is tried;
+    a label that fits nowhere is left out (its neighbours carry the curve), never drawn over another.
+    """
+    fig.canvas.draw()  # a renderer for the text extents
+    renderer = fig.canvas.get_renderer()
+    offsets = ((4, 4), (4, -12), (-14, 4), (-14, -12))
+    placed: list[Any] = []
+    boxes: list[Any] = []
+    for i, (text, x, y) in enumerate(labels):
+        for k in range(len(offsets)):
+            dx, dy = offsets[(i + k) % 2 if k < 2 else k]  # alternate above/below along the curve first
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8)
+            box = ann.get_window_extent(renderer).expanded(1.1, 1.2)
+            if not any(box.overlaps(b) for b in boxes):
+                placed.append(ann)
+                boxes.append(box)
+                break
+            ann.remove()
+    return placed
 
 
 def plot_path(plot: str) -> Path:
@@ -369,6 +391,9 @@ def parse_thresholds(text: str) -> list[float]:
         raise BenchError(f"bad --sweep {text!r} (use comma-separated numbers, e.g. 50,70,90)") from None
 
 
+DEFAULT_SWEEP = "30,50,70,80,90,95"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Bench options (the shared source/model options are added by the CLI)."""
     p.add_argument(
@@ -376,8 +401,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sweep",
-        default="30,50,70,80,90,95",
-        help="thresholds for the Single mIoU/fps sweep ('' for none)",
+        default=DEFAULT_SWEEP,
+        help=f"DN thresholds of the Single mIoU/fps sweep, one Single run each after the configs "
+        f"(default {DEFAULT_SWEEP}; '' for none)",
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument(
@@ -418,6 +444,14 @@ def run_bench(
     )
     if args.threshold is None:
         ctx.threshold = default_threshold(ctx.models, synthetic=is_synthetic(ctx.source))
+    if thresholds:
+        default = " (the default; --sweep '' skips it)" if args.sweep == DEFAULT_SWEEP else ""
+        print(
+            f"bench: {len(names)} config(s), then a threshold sweep of Single at "
+            f"{', '.join(f'{t:g}' for t in thresholds)}{default}",
+            file=sys.stderr,
+            flush=True,
+        )
     rows = []
     for name in names:
         print(f"running {canonical_name(name)} on {len(frames)} frames ...", file=sys.stderr, flush=True)
@@ -425,7 +459,7 @@ def run_bench(
     baseline = add_speedups(rows)
     base_fps = next((r["fps"] for r in rows if r["name"] == baseline), None)
     if thresholds:
-        print(f"threshold sweep {thresholds} ...", file=sys.stderr, flush=True)
+        print(f"threshold sweep {', '.join(f'{t:g}' for t in thresholds)} ...", file=sys.stderr, flush=True)
     report: dict[str, Any] = {
         "configs": rows,
         "sweep": sweep(ctx, thresholds, base_fps) if thresholds else [],
@@ -445,13 +479,16 @@ def run_bench(
         print(format_sweep(report["sweep"]))
     if args.json:
         write_json(args.json, report)
+        print(f"wrote {args.json}", file=sys.stderr)
     plot_file = plot_path(args.plot) if args.plot else None
     if plot_file:
         plot_report(report, plot_file)
+        print(f"wrote {plot_file}", file=sys.stderr)
     if args.markdown:
         md = Path(args.markdown)
         plot_rel = os.path.relpath(plot_file, md.parent) if plot_file else None
         update_markdown(md, markdown_section(report, plot_rel))
+        print(f"wrote {md} (generated section)", file=sys.stderr)
     return report
 
 
