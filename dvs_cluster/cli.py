@@ -291,6 +291,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Delegate to the training CLI (needs the [train] extra: torch)."""
+    train_args = list(args.train_args)
+    if {"-h", "--help"} & set(train_args[: train_args.index("--")] if "--" in train_args else train_args):
+        from dvs_cluster.train.args import build_parser as train_parser
+
+        train_parser().parse_args(train_args)  # prints the help and exits, without importing torch
     try:
         mod = importlib.import_module(TRAIN_CLI)
     except ModuleNotFoundError as e:
