@@ -138,6 +138,7 @@ def test_1_port_in_use_is_one_line_exit_2(cmd: list[str], held_port: int) -> Non
     assert_one_line_error(
         r, f"tcp/127.0.0.1:{held_port}", "port in use: pick another with --listen tcp/0.0.0.0:PORT"
     )
+    assert "Address already in use" in r.stderr  # what nodes/bench.py looks for to retry on another port
 
 
 # -- 2. endpoint without a protocol ----------------------------------------------------------------------
@@ -271,14 +272,13 @@ def test_4_master_progress_on_a_terminal_and_peer_lines(hand_cluster: dict[str, 
 
 @pytest.mark.slow
 def test_4_run_progress_only_on_a_terminal_and_quiet_with_q(models: Path, tmp_path: Path) -> None:
+    """On a terminal: the progress line; with -q: nothing (a pipe: test_9_run_clears_...)."""
     args = ["run", "--slaves", "1", "--frames", "3", "--width", str(W), "--height", str(H)]
     args += ["--models", str(models), "--threads", "1"]
     p, out = start(*args, tty=True)
     assert p.wait(timeout=180) == 0
     out.wait_for("frame latency", 10)
     assert re.search(r"\r\x1b\[K  frame 3/3 ", out.text), out.text
-    r = run_cli(*args)  # a pipe: event lines, no progress line
-    assert r.returncode == 0 and "\r" not in r.stderr and "waiting for 1 slave(s)" in r.stderr
     p, out = start(*args, "-q", tty=True)
     assert p.wait(timeout=180) == 0
     time.sleep(0.5)
@@ -304,8 +304,9 @@ def test_5_plan_lists_profiles_and_gives_one_answer() -> None:
     assert ("no cluster" in answers[0]) == (single >= 30), r.stdout  # the answer agrees with Single's fps
     assert "ASSUMPTION: ASSUMPTION" not in r.stdout
     assert len(r.stdout.splitlines()) < 20 and "--table" in r.stdout  # no 80-row table by default
-    r = run_cli("plan", "--target-fps", "30", "--profile", "jetson-orin-nano", "--table")
-    assert r.returncode == 0 and len(r.stdout.splitlines()) > 80
+    r = run_cli("plan", "--target-fps", "30", "--max-slaves", "3", "--variants", "fifo,default", "--table")
+    assert r.returncode == 0
+    assert len([ln for ln in r.stdout.splitlines() if re.match(r"(fifo|default) +\d", ln)]) == 6
 
 
 # -- 6. one set of option checks -------------------------------------------------------------------------
@@ -371,10 +372,9 @@ def test_8_segment_save_overlay_suffix_rule(tmp_path: Path) -> None:
 def test_8_run_save_overlay_suffix_rule(models: Path, tmp_path: Path) -> None:
     common = ["run", "--slaves", "1", "--frames", "2", "--width", str(W), "--height", str(H)]
     common += ["--models", str(models), "--threads", "1", "-q"]
+    # run already wrote a video for .mp4 (segment did not); the directory case is the same helper.
     assert run_cli(*common, "--save-overlay", str(tmp_path / "x.mp4")).returncode == 0
     assert _video_frames(tmp_path / "x.mp4") == 2
-    assert run_cli(*common, "--save-overlay", str(tmp_path / "ov")).returncode == 0
-    assert sorted(f.name for f in (tmp_path / "ov").iterdir()) == ["000000.png", "000001.png"]
     assert "a video if PATH ends in .mp4 or .avi" in " ".join(run_cli("run", "--help").stdout.split())
 
 
@@ -410,6 +410,8 @@ def test_9_run_clears_its_old_frames_and_says_so(models: Path, tmp_path: Path) -
     r = run_cli(*common, "--frames", "2")
     assert r.returncode == 0, r.stderr
     assert "removed 4 frame PNG(s) of an earlier run" in r.stderr
+    # stderr is a pipe here: the event lines (point 4) but no progress line
+    assert "\r" not in r.stderr and "waiting for 1 slave(s)" in r.stderr
     assert (
         len(list((tmp_path / "labels").iterdir()))
         == json.loads((tmp_path / "r.json").read_text())["frames_out"]

@@ -311,7 +311,11 @@ def _open_error(exc: BaseException, listen: Sequence[str]) -> str:
     text = str(exc)
     endpoint = next((ep for ep in listen if ep in text), listen[0] if listen else None)
     if endpoint is not None and "Address already in use" in text:
-        return f"cannot listen on {endpoint}: port in use: pick another with --listen tcp/0.0.0.0:PORT"
+        # The OS's words stay in: nodes/bench.py picks another port when it reads them in a log.
+        return (
+            f"cannot listen on {endpoint}: port in use: pick another with --listen tcp/0.0.0.0:PORT "
+            "(Address already in use)"
+        )
     if endpoint is not None and "Cannot assign requested address" in text:
         return (
             f"cannot listen on {endpoint}: not an address of this machine "

@@ -149,7 +149,7 @@ class SlaveWatch:
         shown = False  # what the console last said: connected or not
         next_line = time.monotonic() + self.first_s
         while not self._stop.is_set():
-            self._changed.wait(0.2)
+            self._changed.wait(0.5)
             if self._stop.is_set():
                 return
             if self._changed.is_set():
