@@ -567,21 +567,6 @@ def update_markdown(path: Path, section: str, name: str | None = None) -> None:
     path.write_text(text)
 
 
-def _label_offsets(points: Sequence[tuple[float, float]], dx: float, dy: float) -> list[tuple[int, int]]:
-    """Text offsets (points) that keep labels of nearby points apart: alternate above and below."""
-    out: list[tuple[int, int]] = []
-    last: tuple[float, float] | None = None
-    flip = False
-    for x, y in points:
-        if last is not None and abs(x - last[0]) < dx and abs(y - last[1]) < dy:
-            flip = not flip
-        else:
-            flip = False
-        out.append((4, -11) if flip else (4, 4))
-        last = (x, y)
-    return out
-
-
 def plot_report(report: dict[str, Any], path: Path) -> None:
     """Quality vs fps: DVS sweeps per flow source, the per-frame front, the other configs as points."""
     try:
@@ -593,10 +578,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         raise BenchError("--plot needs matplotlib: pip install 'dvs_cluster[plot]'") from e
     axis = report.get("quality", "miou")
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    xs_all = [r["fps"] for r in report["configs"]] + [p["fps"] for p in report["sweep"]]
-    ys_all = [v for v in (quality(r, axis) for r in report["configs"] + report["sweep"]) if v is not None]
-    dx = 0.04 * (max(xs_all) - min(xs_all) or 1.0) if xs_all else 1.0
-    dy = 0.04 * (max(ys_all) - min(ys_all) or 1.0) if ys_all else 1.0
+    labels: list[tuple[str, float, float, str]] = []
     flows = sorted({str(p.get("flow")) for p in report["sweep"]})
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown"]
     for i, flow in enumerate(flows):
@@ -609,9 +591,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
             continue
         c = colours[i % len(colours)]
         ax.plot([t[0] for t in pts], [t[1] for t in pts], "o-", color=c, label=f"DVS, flow {flow} (sweep)")
-        offsets = _label_offsets([(t[0], t[1]) for t in pts], dx, dy)
-        for (x, y, th), off in zip(pts, offsets, strict=True):
-            ax.annotate(f"{th:g}", (x, y), textcoords="offset points", xytext=off, fontsize=7, color=c)
+        labels += [(f"{th:g}", x, y, c) for x, y, th in pts]
     front: list[tuple[float, float, str]] = sorted(
         (r["fps"], v, r["name"])
         for r in report["configs"]
@@ -619,8 +599,8 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     )
     if front:
         ax.plot([t[0] for t in front], [t[1] for t in front], "s--", color="black", label="per-frame")
-        for x, y, name in front:
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -11), fontsize=7)
+        labels += [(name, x, y, "black") for x, y, name in front]
+    place_labels(fig, ax, labels)
     for r in report["configs"]:
         v = quality(r, axis)
         if r.get("kind") not in ("per-frame", "capacity") and v is not None:
@@ -634,6 +614,33 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def place_labels(fig: Any, ax: Any, labels: Sequence[tuple[str, float, float, str]]) -> list[Any]:
+    """
+    Annotate points so that no two labels overlap; returns the annotations drawn.
+
+    Above-right and below-right of the point alternate along the curve, then the left side is tried;
+    a label that fits nowhere is left out (its neighbours carry the curve), never drawn over another.
+    """
+    fig.canvas.draw()  # a renderer for the text extents
+    renderer = fig.canvas.get_renderer()
+    offsets = ((4, 4), (4, -12), (-14, 4), (-14, -12))
+    placed: list[Any] = []
+    boxes: list[Any] = []
+    for i, (text, x, y, colour) in enumerate(labels):
+        for k in range(len(offsets)):
+            dx, dy = offsets[(i + k) % 2 if k < 2 else k]  # alternate above/below along the curve first
+            ann = ax.annotate(
+                text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7, color=colour
+            )
+            box = ann.get_window_extent(renderer).expanded(1.1, 1.2)
+            if not any(box.overlaps(b) for b in boxes):
+                placed.append(ann)
+                boxes.append(box)
+                break
+            ann.remove()
+    return placed
 
 
 def plot_path(plot: str) -> Path:
@@ -663,8 +670,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sweep",
         default=DEFAULT_SWEEP,
-        help=f"thresholds of the Single quality/fps sweep, run for each single[:FLOW] config's flow "
-        f"source (default {DEFAULT_SWEEP}; '' for none)",
+        help=f"DN thresholds of the Single quality/fps sweep, run after the configs for each single[:FLOW] "
+        f"config's flow source (default {DEFAULT_SWEEP}; '' for none)",
     )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument(
@@ -729,7 +736,8 @@ def run_bench(
     if thresholds:
         srcs = ", ".join(str(getattr(ctx.models_for(f), "flow_source", f or "default")) for f in flows)
         ths = ", ".join(f"{t:g}" for t in thresholds)
-        _say(f"threshold sweep {ths} for flow {srcs} (--sweep '' skips it) ...")
+        default = " (the default; --sweep '' skips it)" if args.sweep == DEFAULT_SWEEP else ""
+        _say(f"threshold sweep {ths} of Single for flow {srcs}{default} ...")
     report: dict[str, Any] = {
         "configs": rows,
         "sweep": sweep(ctx, thresholds, base_fps, flows) if thresholds else [],

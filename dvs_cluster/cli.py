@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from dvs_cluster import __version__
+from dvs_cluster import __version__, validate
 
 PROG = "dvs-cluster"
 NODES_CLI = "dvs_cluster.nodes.cli"
@@ -39,24 +40,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CliError, canonical, BenchError, ModelError, SinkError, SourceError)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+# The shared checks live in dvs_cluster.validate; these names stay for the modules that import them.
+_positive_int = validate.positive_int
+_nonneg_int = validate.nonneg_int
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return v
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error shape: one line ``dvs-cluster: error: ...``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Bad options end like every other user error, not with argparse's usage block."""
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+def note(text: str) -> None:
+    """One informational line on stderr, ``dvs-cluster: ...`` (stdout stays for results)."""
+    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
 
 def add_source_options(p: argparse.ArgumentParser) -> None:
@@ -74,8 +73,13 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
         help="image topic of a bag --source, e.g. /camera/image_raw (default: its only image topic)",
     )
     g.add_argument("--frames", type=_positive_int, help="stop after N frames (synthetic: default 100)")
-    g.add_argument("--width", type=_positive_int, default=1024, help="processing width (default 1024)")
-    g.add_argument("--height", type=_positive_int, default=512, help="processing height (default 512)")
+    lo = validate.MIN_FRAME_SIDE
+    g.add_argument(
+        "--width", type=validate.frame_side, default=1024, help=f"processing width (default 1024, >= {lo})"
+    )
+    g.add_argument(
+        "--height", type=validate.frame_side, default=512, help=f"processing height (default 512, >= {lo})"
+    )
     g.add_argument(
         "--resize",
         choices=("letterbox", "stretch"),
@@ -92,6 +96,39 @@ def add_record_option(p: argparse._ActionsContainer) -> None:
         help="write /segmentation (mono8), /segmentation_color, /overlay (rgb8) and /stats to a new "
         "MCAP rosbag2 bag directory OUT (opens in Foxglove; replay with ros2 bag play on Jazzy)",
     )
+
+
+def frame_sinks(dirs: Sequence[tuple[Any, str]], quiet: bool = False) -> list[Any]:
+    """
+    PNG sinks for ``(directory, style)`` pairs, each emptied of an earlier run's frame PNGs first.
+
+    Only files named as the sinks name them (``000042.png``) are removed, and the CLI says so: a
+    directory of 10 new frames next to 50 old ones would pass for one run of 60.
+    """
+    from dvs_cluster.io.sinks import PngSink
+
+    sinks = []
+    for directory, style in dirs:
+        sink = PngSink(directory, style, clear=True)  # type: ignore[arg-type]
+        if sink.cleared and not quiet:
+            note(f"{directory}: removed {sink.cleared} frame PNG(s) of an earlier run")
+        sinks.append(sink)
+    return sinks
+
+
+def overlay_sink(path: str, fps: float, quiet: bool = False) -> Any:
+    """``--save-overlay PATH``: a video when PATH ends in .mp4/.avi, else a directory of PNGs."""
+    from dvs_cluster.io.sinks import VideoSink, is_video_path
+
+    if is_video_path(path):
+        return VideoSink(path, fps, "overlay")
+    return frame_sinks([(path, "overlay")], quiet)[0]
+
+
+SAVE_OVERLAY_HELP = (
+    "colour map blended over the input: a video if PATH ends in .mp4 or .avi, else a directory of "
+    "PNGs (000000.png ...)"
+)
 
 
 def add_net_options(g: argparse._ArgumentGroup) -> None:
@@ -177,7 +214,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overlap", type=_nonneg_int, default=0, help="region overlap margin, pixels (default 0)")
     g.add_argument(
         "--threshold",
-        type=float,
+        type=validate.threshold,
         help="DN threshold on 0..100: score below -> segmentation path (default: model card, else 90)",
     )
 
@@ -191,12 +228,28 @@ def make_models_factory(args: argparse.Namespace) -> Any:
     return factory
 
 
+#: Said once per run on a source that is not the synthetic video, while the shipped models are used.
+DOMAIN_NOTE = (
+    "note: the shipped models were trained on CamVid street scenes (Cambridge, daylight, car height) and "
+    "synthetic driving video; other scenes (indoor, cartoons, views from above) get unreliable labels "
+    "(README: What to expect)"
+)
+
+
+def domain_note(source: str | None, models: str | None, quiet: bool = False) -> None:
+    """Print :data:`DOMAIN_NOTE` for a real source with the shipped models (the user cannot tell)."""
+    from dvs_cluster.io.sources import is_synthetic
+
+    if not quiet and models is None and not os.environ.get("DVS_CLUSTER_MODELS") and not is_synthetic(source):
+        note(DOMAIN_NOTE)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     """Run Single over a source and write the requested outputs."""
     from dvs_cluster.bench import default_threshold
     from dvs_cluster.core.policy import make_policy
     from dvs_cluster.engine import Progress, SingleEngine
-    from dvs_cluster.io.sinks import PngSink, Sink, VideoSink, write_json
+    from dvs_cluster.io.sinks import Sink, VideoSink, write_json
     from dvs_cluster.io.sources import is_synthetic, open_source
 
     out = Path(args.out) if args.out else None
@@ -204,6 +257,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     overlay_dir = args.save_overlay or (out / "overlay" if out else None)
     json_path = args.json or (out / "stats.json" if out else None)
     gt_dir = args.save_gt or (out / "gt" if out else None)
+    try:
+        validate.check_grid(args.width, args.height, args.rows, args.cols, args.overlap)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
     models = make_models_factory(args)()
     synthetic = is_synthetic(args.source)
@@ -216,15 +273,17 @@ def cmd_segment(args: argparse.Namespace) -> int:
     with source:
         if args.save_gt and not source.has_labels:
             raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
-        sinks: list[Sink] = []
+        domain_note(args.source, args.models, args.quiet)
+        dirs: list[tuple[Any, str]] = []
         if labels_dir:
-            sinks.append(PngSink(labels_dir, "labels"))
+            dirs.append((labels_dir, "labels"))
         if gt_dir and source.has_labels:
-            sinks.append(PngSink(gt_dir, "gt"))
+            dirs.append((gt_dir, "gt"))
         if args.save_color:
-            sinks.append(PngSink(args.save_color, "color"))
+            dirs.append((args.save_color, "color"))
+        sinks: list[Sink] = frame_sinks(dirs, args.quiet)
         if overlay_dir:
-            sinks.append(PngSink(overlay_dir, "overlay"))
+            sinks.append(overlay_sink(str(overlay_dir), source.fps, args.quiet))
         if args.video:
             sinks.append(VideoSink(args.video, source.fps, "overlay"))
         recorder = None
@@ -302,6 +361,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Delegate to the training CLI (needs the [train] extra: torch)."""
+    train_args = list(args.train_args)
+    if {"-h", "--help"} & set(train_args[: train_args.index("--")] if "--" in train_args else train_args):
+        from dvs_cluster.train.args import build_parser as train_parser
+
+        train_parser().parse_args(train_args)  # prints the help and exits, without importing torch
     try:
         mod = importlib.import_module(TRAIN_CLI)
     except ModuleNotFoundError as e:
@@ -315,7 +379,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description="Distributed dynamic video segmentation (DVSNet) on a cluster of boards."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -337,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-labels", metavar="DIR", help="label PNGs (trainIds, 255 = ignore), 000000.png ...")
     g.add_argument("--save-gt", metavar="DIR", help="ground-truth PNGs (synthetic source only)")
     g.add_argument("--save-color", metavar="DIR", help="colour-map PNGs (Cityscapes palette)")
-    g.add_argument("--save-overlay", metavar="DIR", help="colour map blended over the input, PNGs")
+    g.add_argument("--save-overlay", metavar="PATH", help=SAVE_OVERLAY_HELP)
     g.add_argument("--video", metavar="FILE.mp4", help="overlay MP4")
     g.add_argument("--json", metavar="FILE", help="run statistics (fps, mIoU, latency per stage, path mix)")
     add_record_option(g)
@@ -389,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dvs-cluster plan | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 141
     return rc
 
 

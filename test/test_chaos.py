@@ -476,7 +476,7 @@ def test_zenoh_mutual_tls(models: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         _, err = master.communicate(timeout=60)
-        assert master.returncode == 1 and "only 0 of 1 slave(s) joined" in err.decode()
+        assert master.returncode == 2 and "dvs-cluster: error: only 0 of 1 slave(s) joined" in err.decode()
     finally:
         intruder.terminate()
         intruder.wait(timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -23,6 +24,9 @@ from dvs_cluster.io.sources import Frame
 UInt8Array = npt.NDArray[np.uint8]
 Style = Literal["labels", "gt", "color", "overlay"]
 INDEX_DIGITS = 6
+#: ``--save-overlay`` (and any output path) with one of these suffixes is a video, else a PNG directory.
+VIDEO_SUFFIXES = (".mp4", ".avi")
+_FRAME_FILE = re.compile(rf"^\d{{{INDEX_DIGITS},}}\.png$")
 
 
 class SinkError(RuntimeError):
@@ -40,6 +44,27 @@ class Sink(Protocol):
 def frame_name(index: int, ext: str = ".png") -> str:
     """File name of a frame: zero-padded index."""
     return f"{index:0{INDEX_DIGITS}d}{ext}"
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """Whether an output path names a video (by suffix), the one rule every command applies."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def clear_frames(directory: str | os.PathLike[str]) -> int:
+    """Remove the frame PNGs (``000042.png``) an earlier run left in ``directory``; returns how many."""
+    p = Path(directory)
+    if not p.is_dir():
+        return 0
+    n = 0
+    for f in p.iterdir():
+        if _FRAME_FILE.match(f.name) and f.is_file():
+            try:
+                f.unlink()
+            except OSError as e:
+                raise SinkError(f"cannot remove {f} of an earlier run: {e.strerror or e}") from e
+            n += 1
+    return n
 
 
 def _prepare_dir(path: str | os.PathLike[str]) -> Path:
@@ -75,9 +100,17 @@ def _render(style: Style, frame: Frame, labels: UInt8Array) -> UInt8Array:
 
 
 class PngSink:
-    """One PNG per frame in a directory: trainIds (``labels``/``gt``) or RGB (``color``/``overlay``)."""
+    """
+    One PNG per frame in a directory: trainIds (``labels``/``gt``) or RGB (``color``/``overlay``).
 
-    def __init__(self, directory: str | os.PathLike[str], style: Style = "labels") -> None:
+    ``clear``: first remove the frame PNGs of an earlier run (``cleared`` says how many), so the
+    directory holds one run's frames only.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], style: Style = "labels", clear: bool = False
+    ) -> None:
+        self.cleared = clear_frames(directory) if clear else 0
         self.directory = _prepare_dir(directory)
         self.style: Style = style
         self.count = 0

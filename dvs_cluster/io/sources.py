@@ -14,6 +14,7 @@ the processing size (identity transform).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -181,6 +182,21 @@ class SyntheticSource(Source):
             t += 1
 
 
+@contextlib.contextmanager
+def _opencv_errors_only() -> Iterator[None]:
+    """OpenCV's log level at ERROR for a while: a camera that is not there is our error to report."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:  # a build without the logging API
+        yield
+        return
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        log.setLogLevel(level)
+
+
 class VideoSource(Source):
     """Anything OpenCV's VideoCapture opens: a video file, or a camera index."""
 
@@ -194,7 +210,8 @@ class VideoSource(Source):
         super().__init__(width, height, resize)
         self.camera = isinstance(target, int)
         self.name = f"camera:{target}" if self.camera else str(target)
-        self.cap = cv2.VideoCapture(target)
+        with _opencv_errors_only():  # its WARN lines would come before our one-line error
+            self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             self.cap.release()
             what = f"camera {target}" if self.camera else f"video {target}"

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,8 +23,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from dvs_cluster import validate
 
 log = logging.getLogger("dvs_cluster.nodes")
 
@@ -46,9 +49,21 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
         default="default",
         help="cluster id, prefix of every key (default: default)",
     )
-    g.add_argument("--listen", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/0.0.0.0:7447")
     g.add_argument(
-        "--connect", action="append", default=[], metavar="ENDPOINT", help="e.g. tcp/192.168.1.10:7447"
+        "--listen",
+        action="append",
+        default=[],
+        type=validate.listen_endpoint,
+        metavar="ENDPOINT",
+        help="PROTOCOL/HOST:PORT to accept peers on, e.g. tcp/0.0.0.0:7447",
+    )
+    g.add_argument(
+        "--connect",
+        action="append",
+        default=[],
+        type=validate.connect_endpoint,
+        metavar="ENDPOINT",
+        help="PROTOCOL/HOST:PORT of a peer to reach, e.g. tcp/192.168.1.10:7447",
     )
     g.add_argument("--mode", default="peer", choices=("peer", "client", "router"), help="zenoh mode")
     g.add_argument(
@@ -70,6 +85,9 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-cert", metavar="PEM", help="mutual TLS: this node's certificate (signed by the CA)")
     g.add_argument("--tls-key", metavar="PEM", help="mutual TLS: this node's private key")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    g.add_argument(
+        "-q", "--quiet", action="store_true", help="no connection, waiting or progress lines (errors only)"
+    )
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -87,7 +105,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_master_args(p: argparse.ArgumentParser) -> None:
-    from dvs_cluster.cli import _positive_int, add_record_option, add_source_options
+    from dvs_cluster.cli import SAVE_OVERLAY_HELP, _positive_int, add_record_option, add_source_options
     from dvs_cluster.core.scheduler import REGION_ORDERS
 
     add_source_options(p)
@@ -97,17 +115,19 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trace", metavar="PATH", help="write the per-region trace (slave, path, key) as JSON")
     g.add_argument("--save-labels", metavar="DIR", help="trainId PNG per frame")
     g.add_argument("--save-gt", metavar="DIR", help="ground-truth trainId PNG per frame (synthetic source)")
-    g.add_argument("--save-overlay", metavar="PATH", help="overlay PNG directory, or a video if .mp4")
+    g.add_argument("--save-overlay", metavar="PATH", help=SAVE_OVERLAY_HELP)
     g = p.add_argument_group("DVSNet")
     g.add_argument("--policy", default="dvsnet", help="dvsnet (default) | dynamic | segpath | fixedK")
     g.add_argument(
         "--threshold",
-        type=_threshold,
+        type=validate.threshold,
         help="DN threshold 0..100: score below -> seg path (default: the slaves' model card, else 90)",
     )
     g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
     g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
-    g.add_argument("--overlap", type=int, default=0, help="region overlap margin in pixels (default 0)")
+    g.add_argument(
+        "--overlap", type=validate.nonneg_int, default=0, help="region overlap margin in pixels (default 0)"
+    )
     g = p.add_argument_group("scheduling")
     g.add_argument("--slaves-expected", type=_positive_int, default=1, help="slaves to wait for (default 1)")
     g.add_argument("--wait", type=_nonneg_float, default=60.0, help="seconds to wait for them (default 60)")
@@ -255,16 +275,51 @@ def _tls(args: argparse.Namespace) -> Any:
 
 
 def _transport(args: argparse.Namespace) -> Any:
+    import zenoh
+
     from dvs_cluster.cli import CliError
     from dvs_cluster.transport.zenoh import ZenohTransport, make_config
 
     shm = {"auto": None, "on": True, "off": False}[args.shm]
     tls = _tls(args)
-    try:  # config errors name the option; zenoh's own errors (e.g. port in use) stay as they are
+    try:  # config errors name the option
         make_config(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
+    except zenoh.ZError as exc:  # e.g. an endpoint zenoh parses differently from validate.py
+        raise CliError(f"zenoh configuration refused: {_zenoh_message(exc)}") from None
+    try:
+        return ZenohTransport(
+            args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls
+        )
+    except zenoh.ZError as exc:
+        raise CliError(_open_error(exc, args.listen)) from None
+
+
+def _zenoh_message(exc: BaseException) -> str:
+    """Zenoh's error text without the Rust source locations (``at /root/.cargo/...rs:61.``)."""
+    text = re.sub(r"\s*at \S+\.rs:\d+\.?", "", str(exc).splitlines()[0] if str(exc) else repr(exc))
+    return text.strip()
+
+
+def _open_error(exc: BaseException, listen: Sequence[str]) -> str:
+    """A zenoh session that did not open, as one line naming the endpoint and the likely fix."""
+    text = str(exc)
+    endpoint = next((ep for ep in listen if ep in text), listen[0] if listen else None)
+    if endpoint is not None and "Address already in use" in text:
+        # The OS's words stay in: nodes/bench.py picks another port when it reads them in a log.
+        return (
+            f"cannot listen on {endpoint}: port in use: pick another with --listen tcp/0.0.0.0:PORT "
+            "(Address already in use)"
+        )
+    if endpoint is not None and "Cannot assign requested address" in text:
+        return (
+            f"cannot listen on {endpoint}: not an address of this machine "
+            "(listen on tcp/0.0.0.0:PORT for every interface)"
+        )
+    if endpoint is not None and "Permission denied" in text:
+        return f"cannot listen on {endpoint}: permission denied (ports below 1024 need root)"
+    return f"zenoh session did not open: {_zenoh_message(exc)}"
 
 
 def _transport_argv(args: argparse.Namespace) -> list[str]:
@@ -281,35 +336,9 @@ def _transport_argv(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _threshold(text: str) -> float:
-    """DN threshold: a finite number in 0..100 (the model-card default is asked for by leaving it out)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}") from None
-    if not 0.0 <= v <= 100.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"expected a number in 0..100, got {text!r}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return v
+_threshold = validate.threshold
+_positive_float = validate.positive_float
+_nonneg_float = validate.nonneg_float
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -337,7 +366,8 @@ def _summary(rep: dict[str, Any]) -> str:
     bpf = rep["bytes_per_frame"]
     lines = [
         f"frames in {rep['frames_in']}  out {rep['frames_out']}  dropped {rep['frames_dropped']}  "
-        f"{rep['fps']:.2f} fps  seg {rep['seg_fraction'] * 100:.1f}%"
+        + (f"in flight {rep['frames_in_flight']} at stop  " if rep.get("frames_in_flight") else "")
+        + f"{rep['fps']:.2f} fps  seg {rep['seg_fraction'] * 100:.1f}%"
         + (f"  mIoU {miou:.2f}" if miou is not None else ""),
         f"bytes/frame  master->slaves {bpf['master_to_slaves'] / 1e6:.2f} MB  "
         f"slaves->master {bpf['slaves_to_master'] / 1e6:.2f} MB",
@@ -392,56 +422,113 @@ def _master_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _run_master(
-    args: argparse.Namespace, stop: threading.Event, expected: int, procs: Sequence[Any] = ()
-) -> int:
-    """Open the source and sinks, wait for the slaves, run, report. Returns the exit code."""
+def _wait_line(node: Any, expected: int) -> str:
+    joined = sorted(node.wm.slaves)
+    return f"waiting for {expected} slave(s) ({len(joined)} joined" + (
+        f": {', '.join(joined)})" if joined else ")"
+    )
+
+
+def _wait_for_slaves(
+    args: argparse.Namespace,
+    node: Any,
+    console: Any,
+    stop: threading.Event,
+    expected: int,
+    procs: Sequence[Any],
+) -> bool:
+    """
+    Wait for ``expected`` slaves, saying so (and who joined) every few seconds: False when interrupted.
+
+    No slave in ``--wait`` seconds is a user error (exit 2): which cluster and endpoint they must reach.
+    """
     from dvs_cluster.cli import CliError
+    from dvs_cluster.nodes.console import where
+
+    at = where(args.listen, args.connect, _multicast(args))
+    head = f"listening on {', '.join(args.listen)}" if args.listen else f"looking for slaves {at}"
+    console.say(f"{head} (cluster {args.cluster}), {_wait_line(node, expected)}")
+    deadline = time.monotonic() + args.wait
+    said = (time.monotonic(), _wait_line(node, expected))
+    node.publish_status(force=True)
+    while not node.wait_for_slaves(expected, 0.5, stop):
+        node.publish_status()  # slaves name the master they reached from its heartbeat
+        if stop.is_set():
+            console.say(f"interrupted while {_wait_line(node, expected)}")
+            return False
+        line = _wait_line(node, expected)
+        if line != said[1] or time.monotonic() - said[0] >= 10.0:
+            console.say(line)
+            said = (time.monotonic(), line)
+        dead = [p for p in procs if p.poll() is not None]
+        if procs and len(dead) == len(procs):
+            raise CliError(f"all {len(procs)} slave processes exited before joining (their errors are above)")
+        if time.monotonic() > deadline:
+            hint = (
+                f"start them with: dvs-cluster slave --name NAME --cluster {args.cluster} "
+                f"--connect tcp/<this host's address>:{args.listen[0].rsplit(':', 1)[-1]}"
+                if args.listen and not procs
+                else "raise --wait if they are still loading"
+            )
+            raise CliError(
+                f"only {len(node.wm.slaves)} of {expected} slave(s) joined within {args.wait:g} s "
+                f"(cluster {args.cluster}); {hint}"
+            )
+    joined = sorted(node.wm.slaves)
+    console.say(f"{len(joined)} slave(s) joined ({', '.join(joined)}); running")
+    return True
+
+
+def _run_master(
+    args: argparse.Namespace,
+    stop: threading.Event,
+    expected: int,
+    launch: Callable[[], Sequence[Any]] | None = None,
+) -> int:
+    """
+    Open the source, sinks and transport, start ``launch``'s slaves, wait for them, run, report.
+
+    Returns the exit code. The transport opens before any slave process starts, so a port in use
+    ends the command before there is anything to stop.
+    """
+    from dvs_cluster.cli import CliError, domain_note, frame_sinks, overlay_sink
     from dvs_cluster.core.policy import make_policy
-    from dvs_cluster.io.sinks import PngSink, Sink, VideoSink
+    from dvs_cluster.io.sinks import Sink
     from dvs_cluster.io.sources import open_source
+    from dvs_cluster.nodes.console import Console, MasterWatch
     from dvs_cluster.nodes.master import MasterNode, Prefetch
 
     try:
         make_policy(args.policy, 90.0 if args.threshold is None else args.threshold)
+        validate.check_grid(args.width, args.height, args.rows, args.cols, args.overlap)
     except ValueError as e:
         raise CliError(str(e)) from None
+    console = Console("master: ", quiet=args.quiet)
     source = open_source(args.source, args.width, args.height, args.resize, args.frames, topic=args.topic)
     sinks: list[Sink] = []
     gt_sinks: list[Sink] = []
-    if args.save_labels:
-        sinks.append(PngSink(args.save_labels, "labels"))
-    if args.save_overlay:
-        ov = args.save_overlay
-        sinks.append(VideoSink(ov, source.fps) if ov.endswith((".mp4", ".avi")) else PngSink(ov, "overlay"))
-    if args.save_gt:
-        if not source.has_labels:
-            source.close()
-            raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
-        gt_sinks.append(PngSink(args.save_gt, "gt"))
-    if args.record:  # rosbag2 output (issue 6)
-        from dvs_cluster.io.bag import BagRecorder
-
-        sinks.append(BagRecorder(args.record, source))
-    transport = _transport(args)
-    node = MasterNode(transport, _master_config(args))
-    prefetch: Prefetch | None = None
+    procs: Sequence[Any] = ()
+    transport = node = prefetch = watch = None
     try:
-        deadline = time.monotonic() + args.wait
-        while not node.wait_for_slaves(expected, 0.5, stop):
-            if stop.is_set():
-                return 130
-            dead = [p for p in procs if p.poll() is not None]
-            if procs and len(dead) == len(procs):
-                print("all slave processes exited before joining", file=sys.stderr)
-                return 1
-            if time.monotonic() > deadline:
-                print(
-                    f"only {len(node.wm.slaves)} of {expected} slave(s) joined within {args.wait:g} s "
-                    f"(cluster {args.cluster!r})",
-                    file=sys.stderr,
-                )
-                return 1
+        if args.save_gt and not source.has_labels:
+            raise CliError(f"--save-gt: source {source.name} has no ground truth (only synthetic has)")
+        domain_note(args.source, getattr(args, "models", None), args.quiet)
+        if args.save_labels:
+            sinks += frame_sinks([(args.save_labels, "labels")], args.quiet)
+        if args.save_overlay:
+            sinks.append(overlay_sink(args.save_overlay, source.fps, args.quiet))
+        if args.save_gt:
+            gt_sinks += frame_sinks([(args.save_gt, "gt")], args.quiet)
+        if args.record:  # rosbag2 output (issue 6)
+            from dvs_cluster.io.bag import BagRecorder
+
+            sinks.append(BagRecorder(args.record, source))
+        transport = _transport(args)
+        node = MasterNode(transport, _master_config(args))
+        if launch is not None:
+            procs = launch()
+        if not _wait_for_slaves(args, node, console, stop, expected, procs):
+            return 130
         frames: Iterable[Any] = source
         if args.preload:
             frames = list(itertools.islice(source, args.frames))
@@ -451,7 +538,12 @@ def _run_master(
 
         slaves_start = {str(p.pid): rss_mb(p.pid) for p in procs}
         node.rss_watch = {f"slave{i}": p.pid for i, p in enumerate(procs)}
-        rep = node.run(frames, sinks, gt_sinks, args.frames, stop)
+        total = args.frames if args.frames is not None else source.length
+        watch = MasterWatch(node, console, total, seen_events=len(node.slave_events))
+        try:
+            rep = node.run(frames, sinks, gt_sinks, args.frames, stop)
+        finally:
+            watch.close()
         rep["source"] = source.name
         if procs:  # local slaves (`run`): their memory too
             rep["rss_mb"]["slaves_start"] = slaves_start
@@ -462,11 +554,13 @@ def _run_master(
     finally:
         if prefetch is not None:
             prefetch.close()
-        node.close()
+        if node is not None:
+            node.close()
         for sink in sinks + gt_sinks:
             sink.close()
         source.close()
-        transport.close()
+        if transport is not None:
+            transport.close()
     # Files first: the summary goes to a stream that may already be closed (`| head`).
     if args.trace:
         _write_json(
@@ -475,7 +569,8 @@ def _run_master(
         )
     if args.json:
         _write_json(args.json, rep)
-    print(_summary(rep), file=sys.stderr)
+    if not args.quiet:
+        print(_summary(rep), file=sys.stderr)
     if rep.get("aborted") == "stopped":
         return 130
     return 1 if rep.get("aborted") else 0
@@ -493,16 +588,25 @@ def cmd_master(args: argparse.Namespace) -> int:
 
 
 def cmd_slave(args: argparse.Namespace) -> int:
-    """``dvs-cluster slave --name NAME``: serve until SIGINT/SIGTERM."""
+    """``dvs-cluster slave --name NAME``: serve until SIGINT/SIGTERM, saying whether a master is there."""
     _setup_logging(args.verbose)
     from dvs_cluster.cli import models_from_args
+    from dvs_cluster.nodes.console import Console, SlaveWatch, where
     from dvs_cluster.nodes.slave import SlaveNode
+    from dvs_cluster.transport.base import ClusterKeys
 
     stop = threading.Event()
     _stop_on_signals(stop)
-    models = models_from_args(args)
+    console = Console(f"slave {args.name}: ", quiet=args.quiet, progress=False)
+    # The session first: a port in use or a refused config ends the command before the models load.
     transport = _transport(args)
+    watch = None
     try:
+        at = where(args.listen, args.connect, _multicast(args))
+        first = f"connecting to {', '.join(args.connect)}" if args.connect else f"looking for a master {at}"
+        console.say(f"{first} (cluster {args.cluster})")
+        watch = SlaveWatch(transport, ClusterKeys(args.cluster), console, at)
+        models = models_from_args(args)
         node = SlaveNode(
             args.name,
             transport,
@@ -511,14 +615,16 @@ def cmd_slave(args: argparse.Namespace) -> int:
             quantize=args.result_quantize,
             propagate=args.warp_from == "previous",
         )
-        log.info("slave %s ready (cluster %s)", args.name, args.cluster)
+        log.info("slave %s: models loaded, serving tasks (cluster %s)", args.name, args.cluster)
         try:
             counters = node.run(stop)
         finally:
             node.close()
     finally:
+        if watch is not None:
+            watch.close()
         transport.close()
-    log.info("slave %s stopped: %s", args.name, counters)
+    console.say(f"stopped after {counters.tasks_done} task(s) ({counters.seg} seg / {counters.flow} flow)")
     return 0
 
 
@@ -615,17 +721,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     _stop_on_signals(stop)
-    try:
+
+    def launch() -> list[subprocess.Popen[bytes]]:
         for i in range(args.slaves):
             cmd = [sys.executable, "-m", "dvs_cluster.cli", "slave", "--name", f"slave{i}"]
             cmd += ["--cluster", args.cluster, *net_argv(args), "--threads", str(threads)]
             cmd += ["--result-quantize", args.result_quantize, "--multicast", "off", "--shm", args.shm]
             cmd += _transport_argv(args)
             cmd += [a for ep in slave_connect for a in ("--connect", ep)]
-            cmd += ["-v"] * args.verbose
+            cmd += ["-v"] * args.verbose + ["-q"]  # the master reports them joining and leaving
             # Own process group: Ctrl-C reaches the master only, which then stops the slaves in order.
             procs.append(subprocess.Popen(cmd, start_new_session=True))
-        return _run_master(args, stop, args.slaves, procs)
+        return procs
+
+    try:
+        return _run_master(args, stop, args.slaves, launch)
     finally:
         _stop_processes(procs)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -478,6 +479,7 @@ class MasterNode:
         return {
             "cluster_id": self.config.cluster_id,
             "run_id": self.run_id,
+            "host": socket.gethostname(),  # how a slave names the master it connected to
             "stamp": time.time(),
             "slaves_alive": sorted(self.wm.slaves),
             "frames_in": self.frames_in,
@@ -776,6 +778,8 @@ class MasterNode:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "frames_dropped": self.frames_dropped,
+            # Accepted, neither out nor dropped when the run ended (a stop): in = out + dropped + in flight.
+            "frames_in_flight": self.pending,
             "fps": self.frames_out / self.wall_s if self.wall_s > 0 else 0.0,
             "wall_seconds": self.wall_s,
             "miou": self.confusion.miou() if self.has_gt else None,

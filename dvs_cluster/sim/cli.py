@@ -7,20 +7,36 @@ from pathlib import Path
 from typing import Any
 
 
+def _shipped_profiles() -> list[str]:
+    """Board profile names, from the file names alone (``--help`` must not import the simulator)."""
+    d = Path(__file__).resolve().parent / "profiles"
+    return sorted(p.stem for p in d.glob("*.yaml") if p.name != "networks.yaml")
+
+
 def register(subparsers: Any) -> None:
     """Add ``plan`` to the ``dvs-cluster`` command."""
     from dvs_cluster.cli import _positive_int
+    from dvs_cluster.validate import frame_side, positive_float
 
     p = subparsers.add_parser(
         "plan",
         help="how many slaves for a target fps (simulator on a bench calibration)",
         description="Predict 1+N for N = 1..--max-slaves and answer the fewest slaves reaching --target-fps.",
     )
-    p.add_argument("--target-fps", type=float, required=True, help="frames per second wanted")
-    p.add_argument("--width", type=_positive_int, help="frame width (default: the calibration's)")
-    p.add_argument("--height", type=_positive_int, help="frame height (default: the calibration's)")
-    p.add_argument("--profile", default="local", help="board profile name or YAML file (default local)")
-    p.add_argument("--network", default="1gbit", help="loopback | 10gbit | 1gbit | 100mbit | wifi | <N>gbit")
+    p.add_argument("--target-fps", type=positive_float, required=True, help="frames per second wanted")
+    p.add_argument("--width", type=frame_side, help="frame width (default: the calibration's)")
+    p.add_argument("--height", type=frame_side, help="frame height (default: the calibration's)")
+    p.add_argument(
+        "--profile",
+        default="local",
+        help=f"board profile: {' | '.join(_shipped_profiles())} (local is measured, the others are "
+        "assumptions), or a YAML file (default local)",
+    )
+    p.add_argument(
+        "--network",
+        default="1gbit",
+        help="loopback | 10gbit | 1gbit | 100mbit | wifi | <N>gbit | <N>mbit (default 1gbit)",
+    )
     p.add_argument("--max-slaves", type=_positive_int, default=16, help="largest cluster tried (default 16)")
     p.add_argument(
         "--variants",
@@ -31,7 +47,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--calibration", metavar="FILE", help="calibration.npz (default: docs/bench/calibration.npz)"
     )
-    p.add_argument("--json", metavar="FILE", help="write the whole answer as JSON")
+    p.add_argument("--table", action="store_true", help="also print every simulated variant and N")
+    p.add_argument("--json", metavar="FILE", help="write the whole answer as JSON (the table included)")
     p.set_defaults(func=cmd_plan)
 
 
@@ -41,8 +58,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from dvs_cluster.sim.plan import VARIANTS, Calibration, PlanError, default_calibration, format_plan, plan
     from dvs_cluster.sim.profiles import load_board, load_network
 
-    if args.target_fps <= 0:
-        raise CliError("--target-fps must be positive")
     spec = args.variants if args.variants is not None else ",".join(VARIANTS)
     variants = tuple(v.strip() for v in spec.split(",") if v.strip())
     bad = [v for v in variants if v not in VARIANTS]
@@ -55,7 +70,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         res = plan(cal, args.target_fps, args.width, args.height, board, network, args.max_slaves, variants)
     except (PlanError, ValueError) as e:
         raise CliError(str(e)) from None
-    print(format_plan(res))
+    print(format_plan(res, table=args.table))
     if args.json:
         from dvs_cluster.io.sinks import write_json
 

@@ -9,6 +9,7 @@ costs, scaled to the asked frame size (an approximation, stated in the output) a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,9 @@ def plan(
     top = max(table, key=lambda e: e["fps"])
     notes = list(costs.notes)
     if board.assumption:
-        notes.append(f"board profile {board.name} is an ASSUMPTION: {board.notes}")
+        notes.append(f"board profile {board.name} is an ASSUMPTION: {_unmarked(board.notes)}")
     if network.assumption:
-        notes.append(f"network {network.name} is an ASSUMPTION: {network.notes}")
+        notes.append(f"network {network.name} is an ASSUMPTION: {_unmarked(network.notes)}")
     notes.append(
         "DN decisions and mIoU come from the calibration video at its own resolution "
         f"({cal.meta.get('width')}x{cal.meta.get('height')}, {cal.meta.get('source')}); at another size "
@@ -115,9 +116,12 @@ def plan(
     fallbacks = int(getattr(cal.oracle, "fallbacks", 0))
     if fallbacks:
         notes.append(f"{fallbacks} (region, key, frame) pairs were not in the calibration: nearest used")
+    single_suffices = single.fps >= target_fps
     return {
         "target_fps": target_fps,
-        "single_suffices": single.fps >= target_fps,
+        "single_suffices": single_suffices,
+        # The one answer: Single when one board is enough, else the fewest slaves (None: unreachable).
+        "recommendation": "Single" if single_suffices else (f"1+{best['slaves']}" if best else None),
         "frame_size": [w, h],
         "board": board.__dict__,
         "network": network.__dict__,
@@ -130,6 +134,11 @@ def plan(
             k: cal.meta.get(k) for k in ("created", "source", "width", "height", "threshold", "machine")
         },
     }
+
+
+def _unmarked(note: str) -> str:
+    """A profile's note without its own leading ``ASSUMPTION`` mark (the planner adds one)."""
+    return re.sub(r"^\s*ASSUMPTION\s*[:,]?\s*", "", note)
 
 
 def _entry(variant: str, r: SimResult, single: SimResult, net: Network) -> dict[str, Any]:
@@ -165,8 +174,8 @@ def bottleneck(e: dict[str, Any]) -> str:
     return "slaves / key staleness"
 
 
-def format_plan(res: dict[str, Any]) -> str:
-    """Human-readable answer."""
+def format_plan(res: dict[str, Any], table: bool = False) -> str:
+    """Human-readable answer: one ANSWER line, the notes, and with ``table`` every variant and N."""
     w, h = res["frame_size"]
     b, n = res["board"], res["network"]
     lines = [
@@ -179,23 +188,35 @@ def format_plan(res: dict[str, Any]) -> str:
     a = res["answer"]
     if res.get("single_suffices"):
         lines.append(
-            f"NOTE: one board running Single already reaches {res['target_fps']:g} fps (no cluster needed)"
+            f"ANSWER: no cluster: one board running Single reaches {res['single']['fps']:.2f} fps "
+            f"(target {res['target_fps']:g})"
         )
     if a:
         miou = f", mIoU {a['miou']:.1f} ({a['miou_delta']:+.2f} vs Single)" if a["miou"] is not None else ""
+        lead = "cluster alternative" if res.get("single_suffices") else "ANSWER"
         lines.append(
-            f"ANSWER: 1+{a['slaves']} ({a['variant']}): {a['fps']:.2f} fps "
+            f"{lead}: 1+{a['slaves']} ({a['variant']}): {a['fps']:.2f} fps "
             f"({a['speedup']:.2f}x Single){miou}, "
             f"latency p50 {a['latency_ms']['p50']:.0f} ms / p99 {a['latency_ms']['p99']:.0f} ms, "
             f"{a['bytes_per_frame']['master_to_slaves'] / 1e6:.2f} MB down + "
             f"{a['bytes_per_frame']['slaves_to_master'] / 1e6:.2f} MB up per frame "
             f"(link {a['link_utilisation'] * 100:.0f} % busy)"
         )
-    else:
+    elif not res.get("single_suffices"):
         t = res["best_possible"]
         lines.append(
             f"NOT REACHABLE with up to {max(e['slaves'] for e in res['table'])} slaves: best 1+{t['slaves']} "
             f"({t['variant']}) {t['fps']:.2f} fps, limited by {bottleneck(t)}"
+        )
+    if not table:
+        n_rows = len(res["table"])
+        return "\n".join(
+            [
+                *lines,
+                "",
+                *(f"note: {x}" for x in res["notes"]),
+                f"(--table: all {n_rows} simulated configurations)",
+            ]
         )
     lines.append("")
     head = ("N", "fps", "speedup", "mIoU", "seg %", "p50 ms", "link %", "master %")

@@ -8,7 +8,6 @@ sizes, the exact command) goes to <out>/training.json; evaluate.py adds the meas
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from dvs_cluster.train import data as D
+from dvs_cluster.train.args import build_parser
 from dvs_cluster.train.data import log
 from dvs_cluster.train.loops import LoopConfig, LoopResult, train_dn, train_flow, train_seg
 from dvs_cluster.train.nets import DecisionNet, FlowNet, SegNet, param_count
@@ -106,19 +106,7 @@ def _example_region(images: np.ndarray) -> torch.Tensor:
 
 def main(argv: list[str] | None = None) -> int:
     """Train (some stages of) the three nets and export them to --out."""
-    ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train", description=__doc__)
-    ap.add_argument("--budget", choices=sorted(BUDGETS), default="full")
-    ap.add_argument("--out", type=Path, default=Path("models"))
-    ap.add_argument("--work", type=Path, default=Path("build/train"), help="checkpoints")
-    ap.add_argument(
-        "--stages",
-        default="seg,flow,dn",
-        help="comma list of seg,flow,dn; the others are read from the ONNX files in --out",
-    )
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--eval", action="store_true", help="run evaluate.py on --out afterwards")
+    ap = build_parser(sorted(BUDGETS))
     a = ap.parse_args(argv)
     cmd = "python -m dvs_cluster.train " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])

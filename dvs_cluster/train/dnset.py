@@ -160,6 +160,25 @@ def build(
     return out
 
 
+def _chain_step(
+    out: DNSamples, flow: FlowFn, state_img: U8, state: list[F32], src: SeqCache, ti: int, gap: int
+) -> list[F32]:
+    """One propagated step of the 4 regions onto frame ``ti`` of ``src``: samples added, new state back."""
+    from dvs_cluster.core.warp import warp
+
+    cb = region_batch(src.images[ti])
+    rh, rw = cb.shape[1:3]
+    fl, feats = flow(state_img, cb)
+    gt_regions = regions(src.labels[ti])
+    warped = [warp(state[r], fl[r]) for r in range(4)]
+    for r in range(4):
+        pred = upsample_argmax(warped[r], rh, rw)
+        out.features.append(feats[r])
+        out.targets.append(agreement(pred, src.seg_argmax[ti][r], gt_regions[r]))  # type: ignore[arg-type]
+        out.gaps.append(gap)
+    return warped
+
+
 def build_chain(
     seg: ort.InferenceSession,
     flow: FlowFn,
@@ -175,37 +194,25 @@ def build_chain(
 
     For key frames every ``key_every`` frames, the chain runs ``max_age`` steps; each step is a sample
     (the DN input of the pair previous frame -> current, the key age, and the agreement of the chained
-    labels with the seg net). Cross-sequence samples replace one step's current frame by a frame of
-    the previous sequence (a scene cut in the middle of a chain).
+    labels with the seg net). ``cross_pairs`` steps per sequence also get a cross-sequence sample: the
+    chain's state against a frame of the previous sequence (a scene cut in the middle of a chain).
     """
-    from dvs_cluster.core.warp import warp
-
     out = DNSamples()
     prev: SeqCache | None = None
     t0 = time.time()
     for i, s in enumerate(seeds):
         c = cache_sequence(seg, s, range(frames))
-        rh, rw = c.images[0].shape[0] // 2, c.images[0].shape[1] // 2
-        cut_steps = set(rng.choice(frames, size=min(frames, cross_pairs), replace=False).tolist())
-        for k in range(0, frames - 1, key_every):
+        keys = list(range(0, frames - 1, key_every))
+        # Steps (key, frame) that also get a cross-sequence sample; the chain itself goes on.
+        cuts = {(int(rng.choice(keys)), int(rng.integers(1, max_age + 1))) for _ in range(cross_pairs)}
+        for k in keys:
             state_img = region_batch(c.images[k])
             state = [c.logits[k][r] for r in range(4)]
             for t in range(k + 1, min(frames, k + max_age + 1)):
-                cross = prev is not None and t in cut_steps
-                src = prev if cross and prev is not None else c
-                ti = int(rng.integers(frames)) if cross else t
-                cb = region_batch(src.images[ti])
-                fl, feats = flow(state_img, cb)
-                gt_regions = regions(src.labels[ti])
-                warped = [warp(state[r], fl[r]) for r in range(4)]
-                for r in range(4):
-                    pred = upsample_argmax(warped[r], rh, rw)
-                    out.features.append(feats[r])
-                    out.targets.append(agreement(pred, src.seg_argmax[ti][r], gt_regions[r]))  # type: ignore[arg-type]
-                    out.gaps.append(-1 if cross else t - k)
-                if cross:
-                    break  # the chain does not go on past a cut
-                state_img, state = cb, warped
+                if prev is not None and (k, t - k) in cuts:
+                    _chain_step(out, flow, state_img, state, prev, int(rng.integers(frames)), -1)
+                state = _chain_step(out, flow, state_img, state, c, t, t - k)
+                state_img = region_batch(c.images[t])
         prev = c
         log(
             f"[dn-data] chains seed {s} ({i + 1}/{len(seeds)}) {len(out.targets)} samples "
