@@ -377,6 +377,12 @@ class OnnxModels:
             return fl, decision_cues(to_gray(key), to_gray(current), fl)
         return fl, np.ascontiguousarray(feats[0], dtype=np.float32)
 
+    def dn_cues(self, key: UInt8Array, current: UInt8Array, flow: FloatArray) -> FloatArray | None:
+        """The DN v2's cues of ``current`` against ``key`` for a given flow (None for DN v1)."""
+        if self.dn_version == "v1":
+            return None
+        return decision_cues(to_gray(key), to_gray(current), flow)
+
     def dn(self, features: FloatArray, key_age: int = 1) -> float:
         """Predicted flow-path agreement (0..100) from :meth:`flow`'s DN input and the key's age."""
         if self.dn_version == "v1":

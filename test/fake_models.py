@@ -39,6 +39,11 @@ class FakeModels:
         diff = float(np.abs(key.astype(np.float32) - current.astype(np.float32)).mean())
         return np.zeros((2, gh, gw), np.float32), np.full((64, 4, 8), diff, np.float32)
 
+    def dn_cues(
+        self, key: npt.NDArray[np.uint8], current: npt.NDArray[np.uint8], flow: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32] | None:
+        return None  # the fake DN reads its own features, as DN v1 does
+
     def dn(self, features: npt.NDArray[np.float32], key_age: int = 1) -> float:
         self.calls["dn"] += 1
         return float(np.clip(100.0 - features.mean(), 0.0, 100.0))

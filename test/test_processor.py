@@ -124,3 +124,30 @@ def test_propagation_warps_the_previous_output(propagate: bool) -> None:
     assert held is not None and held.key_timestep == 0
     assert held.timestep == (3 if propagate else 0)
     assert (outs[-1].state is not None) == propagate
+
+
+class _CueModels(_ShiftModels):
+    """Records the flows the DN v2 would read against the key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cue_flows: list[np.ndarray] = []
+
+    def dn_cues(self, key: np.ndarray, current: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        self.cue_flows.append(flow.copy())
+        return np.zeros((8, 4, 8), np.float32)
+
+
+def test_a_chain_is_judged_against_its_key() -> None:
+    """On a propagated state the DN input is recomputed against the key with the composed flow."""
+    frames = _frames(4, 64, 96)
+    m = _CueModels()
+    proc = RegionProcessor(m, DVSNetPolicy(50))
+    buf = KeyBuffer(1)
+    for t in range(4):
+        proc.step(0, t, frames[t], buf)
+    # Step 1 warps the key itself (its own features); steps 2 and 3 are chains of 2 and 3 frames.
+    assert [float(np.median(f[0])) for f in m.cue_flows] == [-2.0, -3.0]
+    held = buf.get(0)
+    assert held is not None and held.anchor is not None and held.to_key is not None
+    assert np.array_equal(held.anchor, frames[0]) and float(np.median(held.to_key[0])) == -3.0

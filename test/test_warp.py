@@ -104,3 +104,19 @@ def test_shape_errors() -> None:
         warp_labels(np.zeros((4, 6), np.uint8), np.zeros((2, 4, 5), np.float32))
     with pytest.raises(ValueError):
         sampling_maps(np.zeros((4, 5), np.float32))
+
+
+def test_compose_adds_displacements_along_the_path() -> None:
+    """current -> previous (1 px left) then previous -> key (a field growing to the right)."""
+    from dvs_cluster.core.warp import compose
+
+    h, w = 8, 16
+    step = np.zeros((2, h, w), np.float32)
+    step[0] = -1.0
+    inner = np.zeros((2, h, w), np.float32)
+    inner[0] = np.arange(w, dtype=np.float32)[None, :] * 0.1
+    inner[1] = 0.5
+    out = compose(step, inner)
+    x = np.arange(1, w, dtype=np.float32)
+    np.testing.assert_allclose(out[0, :, 1:], np.broadcast_to(-1.0 + (x - 1.0) * 0.1, (h, w - 1)), atol=1e-5)
+    np.testing.assert_allclose(out[1], 0.5, atol=1e-6)

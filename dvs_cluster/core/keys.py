@@ -26,6 +26,10 @@ class KeyFrame:
     image: npt.NDArray[np.uint8]  # (h, w, 3) RGB region crop
     logits: npt.NDArray[np.float32]  # (C, h/4, w/4)
     root: int | None = None  # the segmentation step a propagated state derives from (None: this is one)
+    #: For a propagated state: its key's region image, and the composed backward flow from this frame
+    #: to the key on the 1/4 grid (what the chain has moved; the DN v2 judges it against the key).
+    anchor: npt.NDArray[np.uint8] | None = None
+    to_key: npt.NDArray[np.float32] | None = None
 
     @property
     def key_timestep(self) -> int:

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from dvs_cluster.core.keys import KeyBuffer, KeyFrame
 from dvs_cluster.core.policy import DecisionPolicy, Path
-from dvs_cluster.core.warp import warp
+from dvs_cluster.core.warp import compose, warp
 
 UInt8Array = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
@@ -51,6 +51,15 @@ class Models(Protocol):
 
     def dn(self, features: FloatArray, key_age: int) -> float:
         """The DN's input (from :meth:`flow`) and the key's age in frames -> predicted agreement (0..100)."""
+        ...
+
+    def dn_cues(self, key: UInt8Array, current: UInt8Array, flow: FloatArray) -> FloatArray | None:
+        """
+        The DN's input against the key itself, given the flow current -> key.
+
+        None if the DN reads a flow net's own features: a propagated step is then judged on its last
+        pair alone.
+        """
         ...
 
 
@@ -139,6 +148,7 @@ class RegionProcessor:
         timings: dict[str, float] = {}
         score: float | None = None
         flow: FloatArray | None = None
+        to_key: FloatArray | None = None
         if key is None:
             path: Path = "seg"
         else:
@@ -150,6 +160,10 @@ class RegionProcessor:
                 flow, features = self.models.flow(key.image, image)
                 timings["flow"] = _ms(t0)
                 t0 = time.perf_counter()
+                if key.root is not None and key.anchor is not None and key.to_key is not None:
+                    to_key = compose(flow, key.to_key)  # a chain: judge it against its key
+                    cues = self.models.dn_cues(key.anchor, image, to_key)
+                    features = features if cues is None else cues
                 score = float(self.models.dn(features, age))
                 timings["dn"] = _ms(t0)
                 path = self.policy.decide(region, age, score)
@@ -179,8 +193,11 @@ class RegionProcessor:
         self.policy.observe(region, path)
         state = new_key
         if new_key is None and self.propagate:
-            assert key is not None
-            state = KeyFrame(timestep, np.ascontiguousarray(image), logits, root=key.key_timestep)
+            assert key is not None and flow is not None
+            if to_key is None:
+                to_key = flow if key.to_key is None else compose(flow, key.to_key)
+            anchor = key.image if key.anchor is None else key.anchor
+            state = KeyFrame(timestep, np.ascontiguousarray(image), logits, key.key_timestep, anchor, to_key)
         return RegionOutcome(
             region=region,
             timestep=timestep,

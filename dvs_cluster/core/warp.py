@@ -48,6 +48,18 @@ def warp(key: FloatArray, flow: FloatArray) -> FloatArray:
     return out
 
 
+def compose(step: FloatArray, inner: FloatArray) -> FloatArray:
+    """
+    Backward flow current -> key from ``step`` (current -> previous) and ``inner`` (previous -> key).
+
+    The content at x of the current frame was at x + step(x) in the previous one, and there at
+    x + step(x) + inner(x + step(x)) in the key: ``step + warp(inner, step)`` (what a propagated flow
+    path has moved since its key; the DN v2 reads its residual against the key).
+    """
+    out: FloatArray = step + warp(inner, step)
+    return out
+
+
 def warp_labels(labels: npt.NDArray[np.uint8], flow: FloatArray) -> npt.NDArray[np.uint8]:
     """Nearest-neighbour backward warp of a label map (h, w); used for ground-truth checks."""
     if labels.shape != flow.shape[1:]:

@@ -30,7 +30,7 @@ from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.core.metrics import confusion_matrix
 from dvs_cluster.core.processor import Models, labels_from_logits
 from dvs_cluster.core.regions import RegionGrid
-from dvs_cluster.core.warp import warp
+from dvs_cluster.core.warp import compose, warp
 from dvs_cluster.io.sources import Frame
 
 Counts = npt.NDArray[np.int64]  # (3, NUM_CLASSES): tp, gt, pred
@@ -138,8 +138,10 @@ class ModelOracle:
         """
         self.models = models
         self.propagate = propagate
-        #: (region, key, quant) -> (frame, logits) of the chain's newest state.
+        #: (region, key, quant) -> (frame, logits) of the chain's newest state; (region, key) -> (frame,
+        #: composed flow from that frame to the key), which the DN v2 reads against the key.
         self._chains: dict[tuple[int, int, str], tuple[int, FloatArray]] = {}
+        self._to_key: dict[tuple[int, int], tuple[int, FloatArray]] = {}
         self._frames = list(frames)
         self.grid = grid
         self.core = core
@@ -228,17 +230,38 @@ class ModelOracle:
         hit = self._pairs[(region, key, t)] = (score, counts)
         return hit
 
+    def _flow_to_key(self, region: int, key: int, t: int) -> FloatArray | None:
+        """Composed flow from frame ``t`` to the key along the chain (None at the key itself)."""
+        if t == key:
+            return None
+        cached = self._to_key.get((region, key))
+        if cached is not None and cached[0] == t:
+            return cached[1]
+        inner = self._flow_to_key(region, key, t - 1)  # untimed: steps the simulator did not ask for
+        flow, _ = self.models.flow(self._crop(region, t - 1), self._crop(region, t))
+        out = flow if inner is None else compose(flow, inner)
+        self._to_key[(region, key)] = (t, out)
+        return out
+
     def _chain_pair(self, region: int, key: int, t: int) -> tuple[float, dict[str, Counts | None]]:
         # Along a chain the images are the frames themselves, so one flow serves every key encoding.
         prev, cur = self._crop(region, t - 1), self._crop(region, t)
         counts: dict[str, Counts | None] = {}
+        inner = self._flow_to_key(region, key, t - 1)
         with pinned(self.core):
             t0 = _clock()
             flow, features = self.models.flow(prev, cur)
             self._time("flow", t0)
             t0 = _clock()
+            if inner is not None:  # as the processor: the chain judged against its key
+                to_key = compose(flow, inner)
+                cues = self.models.dn_cues(self._crop(region, key), cur, to_key)
+                features = features if cues is None else cues
+            else:
+                to_key = flow
             score = float(self.models.dn(features, t - key))
             self._time("dn", t0)
+        self._to_key[(region, key)] = (t, to_key)
         for q in self.quants:
             exact = q == "float32"
             logits = self._chain_logits(region, key, t, q)

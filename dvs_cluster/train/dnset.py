@@ -161,22 +161,38 @@ def build(
 
 
 def _chain_step(
-    out: DNSamples, flow: FlowFn, state_img: U8, state: list[F32], src: SeqCache, ti: int, gap: int
-) -> list[F32]:
-    """One propagated step of the 4 regions onto frame ``ti`` of ``src``: samples added, new state back."""
-    from dvs_cluster.core.warp import warp
+    out: DNSamples,
+    flow: FlowFn,
+    key_img: U8,
+    state_img: U8,
+    state: list[F32],
+    to_key: list[F32] | None,
+    src: SeqCache,
+    ti: int,
+    gap: int,
+) -> tuple[list[F32], list[F32]]:
+    """
+    One propagated step of the 4 regions onto frame ``ti`` of ``src``: samples added.
+
+    The DN input is the decision cues of the current frame against the key with the composed flow, as
+    ``RegionProcessor`` gives the DN v2 on a chain. Returns the new state and its flows to the key.
+    """
+    from dvs_cluster.core.cues import decision_cues
+    from dvs_cluster.core.flow import to_gray
+    from dvs_cluster.core.warp import compose, warp
 
     cb = region_batch(src.images[ti])
     rh, rw = cb.shape[1:3]
-    fl, feats = flow(state_img, cb)
+    fl, _ = flow(state_img, cb)
     gt_regions = regions(src.labels[ti])
     warped = [warp(state[r], fl[r]) for r in range(4)]
+    composed = [fl[r] if to_key is None else compose(fl[r], to_key[r]) for r in range(4)]
     for r in range(4):
         pred = upsample_argmax(warped[r], rh, rw)
-        out.features.append(feats[r])
+        out.features.append(decision_cues(to_gray(key_img[r]), to_gray(cb[r]), composed[r]))
         out.targets.append(agreement(pred, src.seg_argmax[ti][r], gt_regions[r]))  # type: ignore[arg-type]
         out.gaps.append(gap)
-    return warped
+    return warped, composed
 
 
 def build_chain(
@@ -193,9 +209,10 @@ def build_chain(
     Samples of the propagated flow path: from a key, each step warps the previous step's output.
 
     For key frames every ``key_every`` frames, the chain runs ``max_age`` steps; each step is a sample
-    (the DN input of the pair previous frame -> current, the key age, and the agreement of the chained
-    labels with the seg net). ``cross_pairs`` steps per sequence also get a cross-sequence sample: the
-    chain's state against a frame of the previous sequence (a scene cut in the middle of a chain).
+    (the cues of the current frame against the key with the composed flow, the key age, and the
+    agreement of the chained labels with the seg net). ``cross_pairs`` steps per sequence also get a
+    cross-sequence sample: the chain's state against a frame of the previous sequence (a scene cut in
+    the middle of a chain).
     """
     out = DNSamples()
     prev: SeqCache | None = None
@@ -206,12 +223,14 @@ def build_chain(
         # Steps (key, frame) that also get a cross-sequence sample; the chain itself goes on.
         cuts = {(int(rng.choice(keys)), int(rng.integers(1, max_age + 1))) for _ in range(cross_pairs)}
         for k in keys:
-            state_img = region_batch(c.images[k])
+            key_img = state_img = region_batch(c.images[k])
             state = [c.logits[k][r] for r in range(4)]
+            to_key: list[F32] | None = None
             for t in range(k + 1, min(frames, k + max_age + 1)):
                 if prev is not None and (k, t - k) in cuts:
-                    _chain_step(out, flow, state_img, state, prev, int(rng.integers(frames)), -1)
-                state = _chain_step(out, flow, state_img, state, c, t, t - k)
+                    cut = int(rng.integers(frames))
+                    _chain_step(out, flow, key_img, state_img, state, to_key, prev, cut, -1)
+                state, to_key = _chain_step(out, flow, key_img, state_img, state, to_key, c, t, t - k)
                 state_img = region_batch(c.images[t])
         prev = c
         log(
