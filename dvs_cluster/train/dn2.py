@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: --models)")
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="DN data sizes (train/cli.py)")
     ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--seeds", type=int, default=None, help="synthetic sequences (default: the budget's)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out Spearman")
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = parse_flow_spec(spec)[0]
     b = BUDGETS[a.budget]
     t0 = time.time()
-    seeds = list(range(D.DN_SEED0, D.DN_SEED0 + b.dn_seeds))
+    seeds = list(range(D.DN_SEED0, D.DN_SEED0 + (a.seeds or b.dn_seeds)))
     chain = a.warp_from == "previous"
     tr = samples(a.models, spec, seeds, b.dn_frames, b.dn_gaps, b.dn_cross, a.seed, chain)
     t_data = time.time() - t0
