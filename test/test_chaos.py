@@ -523,7 +523,8 @@ def test_non_finite_key_is_never_forwarded() -> None:
         assert answered <= 4 * frames
     rep = master.report()
     assert rep["frames_out"] == frames and rep["frames_dropped"] == 0
-    # Every key the scheduler wanted to forward was refused and counted, none reached a slave.
-    assert rep["scheduler"]["forwarded_keys"] >= 1
-    assert master.malformed == rep["scheduler"]["forwarded_keys"]
+    # Every key the scheduler wanted to forward was refused and counted, none reached a slave (nor
+    # counts as forwarded: the one global key buffer dropped it before any key table noted it).
+    assert master.malformed >= 1
+    assert rep["scheduler"]["forwarded_keys"] == 0
     master.close()
