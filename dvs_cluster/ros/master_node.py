@@ -51,6 +51,7 @@ from dvs_cluster.ros.common import (
     stamp_nanoseconds,
     transport_specs,
 )
+from dvs_cluster.ros.log_bridge import forward_logging, stop_forwarding
 from dvs_cluster.ros.params import ParameterError, Spec, declare
 
 
@@ -122,6 +123,7 @@ class MasterRos(Node):
     def __init__(self, node_name: str = "master", **kwargs: Any) -> None:
         """Declare and validate parameters, open the transport, start the master thread."""
         super().__init__(node_name, **kwargs)
+        self._log_handler = forward_logging(self)  # dvs_cluster.* records -> this node's logger, /rosout
         p = self.p = declare(self, MASTER_SPECS)
         try:
             RegionGrid(p["width"], p["height"], p["rows"], p["cols"], p["overlap"])
@@ -311,6 +313,7 @@ class MasterRos(Node):
         self._thread.join(timeout=2.0)
         self.master.close()
         self.transport.close()
+        stop_forwarding(self._log_handler)
 
 
 def main(args: Sequence[str] | None = None) -> int:
