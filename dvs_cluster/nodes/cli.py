@@ -259,8 +259,9 @@ def _tls(args: argparse.Namespace) -> Any:
 
 
 def _transport(args: argparse.Namespace) -> Any:
+    from dvs_cluster import transport
     from dvs_cluster.cli import CliError
-    from dvs_cluster.transport.zenoh import ZenohTransport, make_config
+    from dvs_cluster.transport.zenoh import make_config
 
     shm = {"auto": None, "on": True, "off": False}[args.shm]
     tls = _tls(args)
@@ -268,7 +269,16 @@ def _transport(args: argparse.Namespace) -> Any:
         make_config(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    return ZenohTransport(args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls)
+    zenoh = {
+        "mode": args.mode,
+        "listen": args.listen,
+        "connect": args.connect,
+        "multicast": _multicast(args),
+        "shm": shm,
+        "config_file": args.zenoh_config,
+        "tls": tls,
+    }
+    return transport.open("zenoh", zenoh=zenoh)
 
 
 def _transport_argv(args: argparse.Namespace) -> list[str]:
