@@ -518,7 +518,14 @@ def cmd_slave(args: argparse.Namespace) -> int:
     models = OnnxModels(args.models, providers, intra_op_threads=args.threads)
     transport = _transport(args)
     try:
-        node = SlaveNode(args.name, transport, models, cluster_id=args.cluster, quantize=args.result_quantize)
+        node = SlaveNode(
+            args.name,
+            transport,
+            models,
+            cluster_id=args.cluster,
+            quantize=args.result_quantize,
+            hooks=getattr(args, "slave_hooks", None),
+        )
         log.info("slave %s ready (cluster %s)", args.name, args.cluster)
         try:
             counters = node.run(stop)
