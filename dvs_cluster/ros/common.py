@@ -188,11 +188,6 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
         rclpy.try_shutdown()
 
 
-def stamp_seconds(stamp: Any) -> float:
-    """``builtin_interfaces/Time`` -> float seconds (for the core, which keeps time as floats)."""
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
-
-
 def stamp_nanoseconds(stamp: Any) -> int:
     """``builtin_interfaces/Time`` -> integer nanoseconds: exact, so outputs carry the input's stamp."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
