@@ -435,8 +435,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+def main(argv: Sequence[str] | None = None, *, slave_hooks: Any = None) -> int:
+    """
+    Entry point; returns the exit status.
+
+    ``slave_hooks``: a :class:`~dvs_cluster.nodes.slave.SlaveHooks` for ``slave`` (the bench's slave
+    variants), which no command line can carry.
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["train"]:
         # Everything after `train` belongs to the training CLI, options included.
@@ -444,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = build_parser().parse_args(args_list)
         args.argv = args_list
+    args.slave_hooks = slave_hooks
     errors = _user_errors()
     try:
         rc: int = args.func(args)

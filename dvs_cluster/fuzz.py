@@ -18,20 +18,14 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dvs_cluster.transport.base import (
-    ClusterKeys,
-    Handle,
-    LivelinessCallback,
-    MessageCallback,
-    Payload,
-    Transport,
-)
+from dvs_cluster.transport.base import ClusterKeys, Transport
+from dvs_cluster.transport.loopback import LoopbackTransport
 from dvs_cluster.transport.messages import (
     PATH_FLOW,
     PATH_SEG,
@@ -233,80 +227,6 @@ def fuzz_bus(
     return rep
 
 
-class LoopbackTransport(Transport):
-    """
-    In-memory transport for one process: publications are delivered to matching subscribers at once.
-
-    Enough for in-process harnesses (fuzzing, unit tests of the nodes); ``*`` matches one key chunk.
-    """
-
-    def __init__(self) -> None:
-        """No subscribers, no tokens."""
-        self._subs: list[tuple[str, MessageCallback]] = []
-        self._tokens: set[str] = set()
-        self._watches: list[tuple[str, LivelinessCallback]] = []
-
-    @staticmethod
-    def _match(expr: str, key: str) -> bool:
-        a, b = expr.split("/"), key.split("/")
-        return len(a) == len(b) and all(x in ("*", y) for x, y in zip(a, b, strict=True))
-
-    def publish(self, key: str, payload: Payload) -> None:
-        """Deliver to every matching subscriber now."""
-        data = bytes(payload)
-        for expr, cb in list(self._subs):
-            if self._match(expr, key):
-                cb(key, data)
-
-    def subscribe(self, key_expr: str, callback: MessageCallback) -> Handle:
-        """Register ``callback``."""
-        entry = (key_expr, callback)
-        self._subs.append(entry)
-        return _Closer(lambda: self._subs.remove(entry) if entry in self._subs else None)
-
-    def declare_liveliness(self, key: str) -> Handle:
-        """A token: watchers hear it now and when it is closed."""
-        self._tokens.add(key)
-        self._notify(key, True)
-
-        def close() -> None:
-            if key in self._tokens:
-                self._tokens.discard(key)
-                self._notify(key, False)
-
-        return _Closer(close)
-
-    def watch_liveliness(self, key_expr: str, callback: LivelinessCallback) -> Handle:
-        """Register ``callback`` and replay the tokens alive now."""
-        entry = (key_expr, callback)
-        self._watches.append(entry)
-        for key in list(self._tokens):
-            if self._match(key_expr, key):
-                callback(key, True)
-        return _Closer(lambda: self._watches.remove(entry) if entry in self._watches else None)
-
-    def _notify(self, key: str, alive: bool) -> None:
-        for expr, cb in list(self._watches):
-            if self._match(expr, key):
-                cb(key, alive)
-
-    def close(self) -> None:
-        """Forget everything."""
-        self._subs.clear()
-        self._watches.clear()
-        self._tokens.clear()
-
-
-class _Closer:
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self._fn: Callable[[], object] | None = fn
-
-    def close(self) -> None:
-        fn, self._fn = self._fn, None
-        if fn is not None:
-            fn()
-
-
 def fuzz_in_process(
     count: int,
     seed: int = 0,
@@ -318,8 +238,8 @@ def fuzz_in_process(
     """
     Fuzz a master and one slave (real models) in this process; returns counts and the exactly-once check.
 
-    Over :class:`LoopbackTransport`, ``frames`` frames go through while ``count`` fuzz payloads hit
-    the slave's task key, the result key and the status key.
+    Over :class:`~dvs_cluster.transport.loopback.LoopbackTransport`, ``frames`` frames go through while
+    ``count`` fuzz payloads hit the slave's task key, the result key and the status key.
     """
     from dvs_cluster.inference import OnnxModels
     from dvs_cluster.io.sources import open_source

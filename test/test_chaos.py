@@ -269,10 +269,11 @@ def test_fuzz_in_process_exactly_once(models: Path) -> None:
 
 def test_absurd_messages_each_have_a_defined_outcome(models: Path) -> None:
     """Well-typed nonsense: dropped with a reason, or (a task the slave can serve) answered safely."""
-    from dvs_cluster.fuzz import LoopbackTransport, absurd_messages
+    from dvs_cluster.fuzz import absurd_messages
     from dvs_cluster.inference import OnnxModels
     from dvs_cluster.nodes.master import MasterConfig, MasterNode
     from dvs_cluster.nodes.slave import SlaveNode
+    from dvs_cluster.transport.loopback import LoopbackTransport
 
     bus = LoopbackTransport()
     master = MasterNode(bus, MasterConfig(cluster_id="a", width=W, height=256, status_period_s=0))
@@ -300,9 +301,9 @@ def test_absurd_messages_each_have_a_defined_outcome(models: Path) -> None:
 
 def test_every_slave_suspect_is_probed_again() -> None:
     """A task or its answer lost on the only slave: after the timeout it is tried again, not idle for ever."""
-    from dvs_cluster.fuzz import LoopbackTransport
     from dvs_cluster.io.sources import open_source
     from dvs_cluster.nodes.master import MasterConfig, MasterNode
+    from dvs_cluster.transport.loopback import LoopbackTransport
     from dvs_cluster.transport.messages import decode_task
 
     bus = LoopbackTransport()
@@ -325,10 +326,10 @@ def test_every_slave_suspect_is_probed_again() -> None:
 
 def test_camera_frames_bad_encoding_zero_size_size_change() -> None:
     """The ROS master's image path without ROS: refused frames are counted, accepted ones unaffected."""
-    from dvs_cluster.fuzz import LoopbackTransport
     from dvs_cluster.io.imgmsg import ImageEncodingError, image_to_rgb
     from dvs_cluster.io.sources import Frame, FrameTransform
     from dvs_cluster.nodes.master import MasterConfig, MasterNode
+    from dvs_cluster.transport.loopback import LoopbackTransport
 
     master = MasterNode(
         LoopbackTransport(), MasterConfig(cluster_id="a", width=W, height=256, status_period_s=0)
@@ -485,9 +486,9 @@ def test_zenoh_mutual_tls(models: Path, tmp_path: Path) -> None:
 
 def test_non_finite_key_is_never_forwarded() -> None:
     """Seg results with NaN logits: their labels count, their keys are dropped when they would leave."""
-    from dvs_cluster.fuzz import LoopbackTransport
     from dvs_cluster.io.sources import open_source
     from dvs_cluster.nodes.master import MasterConfig, MasterNode
+    from dvs_cluster.transport.loopback import LoopbackTransport
     from dvs_cluster.transport.messages import PATH_SEG, Result, decode_task, encode_result
 
     bus = LoopbackTransport()
@@ -522,7 +523,8 @@ def test_non_finite_key_is_never_forwarded() -> None:
         assert answered <= 4 * frames
     rep = master.report()
     assert rep["frames_out"] == frames and rep["frames_dropped"] == 0
-    # Every key the scheduler wanted to forward was refused and counted, none reached a slave.
-    assert rep["scheduler"]["forwarded_keys"] >= 1
-    assert master.malformed == rep["scheduler"]["forwarded_keys"]
+    # Every key the scheduler wanted to forward was refused and counted, none reached a slave (nor
+    # counts as forwarded: the one global key buffer dropped it before any key table noted it).
+    assert master.malformed >= 1
+    assert rep["scheduler"]["forwarded_keys"] == 0
     master.close()

@@ -427,7 +427,7 @@ def test_10_interrupted_master_summary_adds_up(hand_cluster: dict[str, object]) 
     rep = hand_cluster["report"]
     assert isinstance(rep, dict)
     fin, fout, drop, flight = (
-        rep[k] for k in ("frames_in", "frames_out", "frames_dropped", "frames_in_flight")
+        rep[k] for k in ("frames_in", "frames_out", "frames_dropped", "frames_pending")
     )
     assert fin == fout + drop + flight and fin > 0
     assert flight > 0  # a fast source keeps the queue full: frames are in flight at the stop

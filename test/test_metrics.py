@@ -80,3 +80,25 @@ def test_uint8_fast_path_counts_exactly_as_the_general_path() -> None:
         confusion_matrix(pred, gt), confusion_matrix(pred.astype(np.int32), gt.astype(np.int32))
     )
     assert fast.matrix.sum() + fast._missed.sum() == int(((gt != 255) & (gt < 19)).sum())
+
+
+def test_stream_latency_exact_for_short_runs_bounded_for_long() -> None:
+    from dvs_cluster.core.metrics import StreamLatency, summarize
+
+    rng = np.random.default_rng(0)
+    values = rng.uniform(1.0, 50.0, 500).tolist()
+    s = StreamLatency(window=1000)
+    for v in values:
+        s.add(v)
+    want = summarize(values)
+    got = s.summary()
+    assert got.keys() == want.keys()
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
+    long = StreamLatency(window=100)
+    for i in range(100_000):
+        long.add(float(i % 1000))
+    assert len(long.window) == 100
+    sm = long.summary()
+    assert sm["n"] == 100_000 and sm["max"] == 999.0 and sm["mean"] == pytest.approx(499.5)
+    assert sm["p50"] == pytest.approx(949.5)  # the newest 100 values: 900..999
+    assert StreamLatency().summary()["n"] == 0

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from dvs_cluster.core.keys import KeyFrame
 from dvs_cluster.core.scheduler import Job, KeyTable, Outcome, WorkloadManager, should_forward
 
 
@@ -49,12 +51,12 @@ def test_drop_policy_newest_frame_wins_and_counts() -> None:
     assert wm.submit(0) == [] and wm.submit(1) == []
     assert not wm.has_room()
     assert wm.submit(2) == [0]  # oldest untouched frame dropped, the new one queued
-    assert wm.open_frames == [1, 2] and wm.dropped == [0]
+    assert wm.open_frames == [1, 2] and wm.dropped == 1 and list(wm.recent_drops) == [0]
     d = wm.next_dispatch(0.0)  # frame 1 partly dispatched: no longer a drop victim
     assert d is not None and d.job.sequence == 1
     assert wm.submit(3) == [2]
     assert wm.open_frames == [1, 3]
-    assert wm.dropped == [0, 2] and wm.submitted == 4
+    assert wm.dropped == 2 and list(wm.recent_drops) == [0, 2] and wm.submitted == 4
 
 
 def test_drop_incoming_when_all_waiting_frames_started() -> None:
@@ -63,7 +65,7 @@ def test_drop_incoming_when_all_waiting_frames_started() -> None:
     wm.submit(0)
     assert wm.next_dispatch(0.0) is not None  # frame 0 started, region 1 still waiting
     assert wm.submit(1) == [1]
-    assert wm.open_frames == [0] and wm.dropped == [1]
+    assert wm.open_frames == [0] and list(wm.recent_drops) == [1]
 
 
 def test_frames_in_equals_out_plus_dropped() -> None:
@@ -86,8 +88,8 @@ def test_frames_in_equals_out_plus_dropped() -> None:
         if wm.frame_done(d.job.sequence):
             done.append(d.job.sequence)
     assert done == sorted(done)
-    assert len(done) + len(wm.dropped) == 50 and len(wm.dropped) > 0
-    assert not set(done) & set(wm.dropped)
+    assert len(done) + wm.dropped == 50 and wm.dropped > 0
+    assert not set(done) & set(wm.recent_drops)
 
 
 def test_redispatch_on_slave_loss() -> None:
@@ -166,7 +168,7 @@ def test_abandon_counts_as_dropped() -> None:
     wm.add_slave("a")
     wm.submit(0)
     wm.next_dispatch(0.0)
-    assert wm.abandon(0) and wm.idle() and wm.dropped == [0]
+    assert wm.abandon(0) and wm.idle() and wm.dropped == 1 and list(wm.recent_drops) == [0]
     assert wm.slaves["a"].in_flight == {}
 
 
@@ -206,6 +208,49 @@ def test_forwarding_and_key_tables_through_dispatch() -> None:
     wm.submit(2)
     d2 = wm.next_dispatch(2.0)
     assert d2 is not None and d2.forward_key is None  # both slaves hold key 0 now
+
+
+def test_drops_are_a_counter_in_bounded_memory() -> None:
+    """An endless overloaded stream: the drop count is exact, the kept sequences stay bounded."""
+    from dvs_cluster.core.scheduler import RECENT_DROPS
+
+    wm = WorkloadManager(1, max_queued_frames=1)
+    for seq in range(10_000):
+        wm.submit(seq)  # no slave: every new frame pushes the waiting one out
+    assert wm.dropped == 9_999 and wm.open_frames == [9_999]
+    assert list(wm.recent_drops) == list(range(9_999 - RECENT_DROPS, 9_999))
+
+
+def _key(ts: int) -> KeyFrame:
+    return KeyFrame(ts, np.zeros((4, 4, 3), np.uint8), np.zeros((19, 1, 1), np.float32))
+
+
+def test_global_key_buffer_has_one_owner() -> None:
+    """The key the forwarding rule decides on is the key frame handed out; an unusable one is gone."""
+    wm = WorkloadManager(1, max_in_flight=1)
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.submit(0)
+    d = wm.next_dispatch(0.0)
+    assert d is not None
+    k0 = _key(0)
+    wm.complete(d.slave, 0, 0, seg=True, key=k0)
+    assert wm.global_keys == [0] and wm.global_key(0) is k0
+    other = "b" if d.slave == "a" else "a"
+    wm.submit(1)
+    asked: list[tuple[int, int]] = []
+
+    def refuse(region: int, key: KeyFrame) -> bool:
+        asked.append((region, key.timestep))
+        return False
+
+    d1 = wm.next_dispatch(1.0, usable=refuse)
+    assert d1 is not None and d1.slave == other and d1.forward_key is None and asked == [(0, 0)]
+    assert wm.global_keys == [None] and wm.global_key(0) is None  # dropped from the one buffer
+    assert wm.slaves[other].keys.get(0) is None and wm.forwarded == 0  # and no key table noted it
+    wm.complete(other, 1, 0, seg=True, key=_key(1))
+    wm.complete(other, 1, 0, seg=True, key=_key(9))  # a duplicate never replaces the key
+    assert wm.global_key(0) is not None and wm.global_key(0).timestep == 1  # type: ignore[union-attr]
 
 
 def test_affinity_prefers_freshest_key() -> None:

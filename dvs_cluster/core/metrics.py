@@ -6,7 +6,7 @@ Pure numpy (bincount) so the engine can score every frame without slowing down.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 
 import numpy as np
@@ -121,6 +121,46 @@ def summarize(values: Iterable[float]) -> dict[str, float]:
         "p99": float(np.percentile(a, 99)),
         "max": float(a.max()),
     }
+
+
+#: Newest latencies the percentiles of a :class:`StreamLatency` are taken over.
+PERCENTILE_WINDOW = 4096
+
+
+class StreamLatency:
+    """
+    Latencies of an endless stream in bounded memory, summarised in bounded time.
+
+    ``n``, ``mean`` and ``max`` are exact running aggregates over every value; ``p50`` and ``p99`` are
+    over the newest ``window`` values. Why: a live master summarises itself every second (the ROS
+    ``stats`` heartbeat) on the thread that schedules the cluster; percentiles of a 100k-value history
+    took 4.7 ms there, these take a fraction of a millisecond. Runs shorter than the window summarise
+    exactly as :func:`summarize`.
+    """
+
+    def __init__(self, window: int = PERCENTILE_WINDOW) -> None:
+        """Empty; ``window`` values are kept for the percentiles."""
+        self.n = 0
+        self.total = 0.0
+        self.max = float("-inf")
+        self.window: deque[float] = deque(maxlen=window)
+
+    def add(self, ms: float) -> None:
+        """One latency (ms)."""
+        self.n += 1
+        self.total += ms
+        if ms > self.max:
+            self.max = ms
+        self.window.append(ms)
+
+    def summary(self) -> dict[str, float]:
+        """Same keys as :func:`summarize`."""
+        if not self.n:
+            return summarize(())
+        a = np.fromiter(self.window, dtype=np.float64, count=len(self.window))
+        p50, p99 = np.percentile(a, (50, 99))
+        mean = self.total / self.n
+        return {"n": self.n, "mean": mean, "p50": float(p50), "p99": float(p99), "max": self.max}
 
 
 class LatencyRecorder:

@@ -8,16 +8,20 @@ Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit
   the head of the queue, the lowest pending region of the oldest frame, in the paper's.
 - **Bounded queue, newest frame wins**: at most ``max_queued_frames`` frames wait with undispatched jobs.
   Submitting beyond that drops the oldest frame none of whose regions has been dispatched yet (counted
-  in :attr:`WorkloadManager.dropped`); if every waiting frame is already partly dispatched, the new
+  in :attr:`WorkloadManager.dropped`, the newest few kept in :attr:`WorkloadManager.recent_drops`: an
+  endless stream must not grow memory); if every waiting frame is already partly dispatched, the new
   frame is the one dropped.
 - **Re-dispatch**: jobs in flight on a slave that leaves (:meth:`remove_slave`) or that exceed
   ``timeout_s`` (:meth:`expire`) go back to the queue with ``attempt + 1``; a timed-out slave is
   *suspect* and gets no new work until it answers again.
 - **Duplicates**: the first result for a (frame, region) wins; later ones (a slow slave answering after
   its job was re-dispatched, a dropped frame) are rejected and counted.
-- **Keys**: a :class:`KeyTable` per slave mirrors the timesteps in its local key buffer; the global key
-  timesteps mirror the master's global key buffer (newest wins in both). When a job is dispatched,
-  :func:`should_forward` decides whether the newest global key rides along with the task.
+- **Keys**: a :class:`KeyTable` per slave mirrors the timesteps in its local key buffer. The global key
+  buffer lives here, and only here (:meth:`WorkloadManager.global_key`): a seg-path result's key goes in
+  with :meth:`WorkloadManager.complete` (newest wins), so the key the forwarding rule decides on and the
+  key the master ships are one object. When a job is dispatched, :func:`should_forward` decides whether
+  the newest global key rides along with the task; a caller's ``usable`` check may refuse it first (the
+  master's finite-logits scan), which removes it from the buffer before any key table notes it.
 - **Key affinity** (option): among available slaves prefer the one holding the freshest key of the
   region, which lowers forwarding traffic and keeps flow-path keys fresh.
 - **Region order** (``region_order``), which job an available slave gets:
@@ -42,11 +46,17 @@ Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from dvs_cluster.core.keys import KeyBuffer, KeyFrame
+
 #: Values of ``region_order`` (see the module docstring).
 REGION_ORDERS = ("fifo", "prefer", "strict")
+#: Dropped frame sequences kept for inspection (:attr:`WorkloadManager.recent_drops`); the count is exact.
+RECENT_DROPS = 64
 
 
 @dataclass(frozen=True)
@@ -164,12 +174,16 @@ class WorkloadManager:
         self.affinity = affinity
         self.region_order = region_order
         self.slaves: dict[str, SlaveState] = {}
-        self.global_keys: list[int | None] = [None] * num_regions
+        # The global key buffer: key frames of seg-path results, or (callers without payloads, e.g. the
+        # simulator) the bare timestep.
+        self._global = KeyBuffer(num_regions)
+        self._global_ts: list[int | None] = [None] * num_regions
         self._frames: dict[int, _Frame] = {}
         self._dispatch_counter = 0
         # Counters for the report.
         self.submitted = 0
-        self.dropped: list[int] = []
+        self.dropped = 0  # frames dropped (queue full, abandoned)
+        self.recent_drops: deque[int] = deque(maxlen=RECENT_DROPS)  # their newest sequences
         self.redispatched = 0
         self.duplicates = 0
         self.unknown = 0
@@ -242,17 +256,37 @@ class WorkloadManager:
                 None,
             )
             if victim is None:
-                self.dropped.append(sequence)
+                self._count_drop(sequence)
                 return [sequence]
             del self._frames[victim]
             dropped.append(victim)
-            self.dropped.append(victim)
+            self._count_drop(victim)
         self._frames[sequence] = _Frame(pending=list(range(self.num_regions)))
         return dropped
+
+    def _count_drop(self, sequence: int) -> None:
+        self.dropped += 1
+        self.recent_drops.append(sequence)
 
     def frame_done(self, sequence: int) -> bool:
         """Whether every region of a submitted frame has been answered (and the frame forgotten)."""
         return sequence not in self._frames
+
+    # -- global keys --------------------------------------------------------------------------------
+
+    @property
+    def global_keys(self) -> list[int | None]:
+        """Timestep of each region's global key (None: none yet)."""
+        return list(self._global_ts)
+
+    def global_key(self, region: int) -> KeyFrame | None:
+        """The region's global key frame (None: none yet, or the caller stored timesteps only)."""
+        return self._global.get(region)
+
+    def drop_global_key(self, region: int) -> None:
+        """Forget the region's global key (it proved unusable); the next seg-path result replaces it."""
+        self._global.clear(region)
+        self._global_ts[region] = None
 
     # -- dispatch -----------------------------------------------------------------------------------
 
@@ -310,8 +344,15 @@ class WorkloadManager:
             return min(candidates, key=fresh)
         return min(candidates, key=load)
 
-    def next_dispatch(self, now: float) -> Dispatch | None:
-        """Pop the next job (region order) onto an available slave, or None (nothing can go now)."""
+    def next_dispatch(
+        self, now: float, usable: Callable[[int, KeyFrame], bool] | None = None
+    ) -> Dispatch | None:
+        """
+        Pop the next job (region order) onto an available slave, or None (nothing can go now).
+
+        ``usable(region, key)``, when given, is asked before a global key frame is forwarded; False drops
+        the key from the buffer and the task goes without one.
+        """
         candidates = self.available()
         if not candidates:
             return None
@@ -331,12 +372,16 @@ class WorkloadManager:
         slave.last_dispatch = self._dispatch_counter
         slave.dispatched += 1
         forward: int | None = None
-        gk = self.global_keys[job.region]
+        gk = self._global_ts[job.region]
         if should_forward(slave.keys.get(job.region), gk, job.sequence, self.forward_threshold):
-            forward = gk
-            assert gk is not None
-            slave.keys.note(job.region, gk)  # it will hold the key when it runs this task
-            self.forwarded += 1
+            kf = self._global.get(job.region)
+            if usable is not None and kf is not None and not usable(job.region, kf):
+                self.drop_global_key(job.region)  # unusable: no slave's table may note it
+            else:
+                assert gk is not None
+                forward = gk
+                slave.keys.note(job.region, gk)  # it will hold the key when it runs this task
+                self.forwarded += 1
         return Dispatch(job=job, slave=name, forward_key=forward)
 
     def _requeue(self, job: Job) -> Job:
@@ -383,12 +428,14 @@ class WorkloadManager:
 
     # -- results ------------------------------------------------------------------------------------
 
-    def complete(self, slave: str, sequence: int, region: int, seg: bool) -> Outcome:
+    def complete(
+        self, slave: str, sequence: int, region: int, seg: bool, key: KeyFrame | None = None
+    ) -> Outcome:
         """
         Record a result from ``slave``; only the first result of a job is accepted.
 
         ``seg``: it took the segmentation path, so its key is now this frame (and so is the global key,
-        if newer).
+        if newer); ``key`` is that key frame (image and logits) for the global key buffer.
         """
         state = self.slaves.get(slave)
         if state is not None:
@@ -413,9 +460,13 @@ class WorkloadManager:
         if seg:
             if state is not None:
                 state.keys.note(region, sequence)
-            gk = self.global_keys[region]
+            gk = self._global_ts[region]
             if gk is None or sequence > gk:
-                self.global_keys[region] = sequence
+                self._global_ts[region] = sequence
+                if key is not None:
+                    self._global.put(region, key)
+                else:
+                    self._global.clear(region)
         if len(frame.done) == self.num_regions:
             del self._frames[sequence]
         return Outcome.ACCEPTED
@@ -428,5 +479,5 @@ class WorkloadManager:
         for region, name in frame.in_flight.items():
             if name in self.slaves:
                 self.slaves[name].in_flight.pop((sequence, region), None)
-        self.dropped.append(sequence)
+        self._count_drop(sequence)
         return True

@@ -98,7 +98,13 @@ class FrameTransform:
 
 @dataclass
 class Frame:
-    """One frame: ``image`` at processing size, ``raw`` as read, optional ground truth (processing size)."""
+    """
+    One frame: ``image`` at processing size, ``raw`` as read, optional ground truth (processing size).
+
+    ``stamp`` (seconds) and ``frame_id`` are the input's header; they travel with the frame to the
+    slaves and back to the outputs. ``stamp_ns`` is the same instant to the nanosecond when the source
+    has it (a ROS header), so outputs carry the input's stamp exactly, not through a float.
+    """
 
     index: int
     image: UInt8Array
@@ -106,6 +112,8 @@ class Frame:
     stamp: float
     transform: FrameTransform
     raw: UInt8Array
+    frame_id: str = ""
+    stamp_ns: int | None = None
 
 
 class Source:

@@ -23,15 +23,15 @@ Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
 - ``keys16`` / ``keys8``: forwarded key logits as float16 / uint8 (``--key-quantize``);
 - ``res16`` / ``res8``: seg-path result logits as float16 / uint8 (``--result-quantize``);
 - ``logits``: flow-path results carry their logits too (the paper's scheme, the "before" of sending
-  labels only); done by the slave wrapper in this module (``python -m dvs_cluster.nodes.bench slave``),
-  which changes nothing but the encoded result;
+  labels only); done by :class:`FlowLogitsHooks` (``python -m dvs_cluster.nodes.bench slave``), a
+  :class:`~dvs_cluster.nodes.slave.SlaveHooks` that changes nothing but the result sent;
 - ``echo``: **master capacity**, not a cluster: the slaves (``python -m dvs_cluster.nodes.bench
-  echo-slave``) run no network and answer each task at once with canned labels (and logits on the seg
-  path, for 2 regions in 5, about Single's seg fraction), through the real decoder, serialiser and
-  transport. The master is then the bottleneck and never waits long: its time per frame is its
-  overhead with warm caches, and its fps the most one master sustains. Such rows have ``kind``
-  ``capacity``: no mIoU or speed-up, left out of the simulator's validation and the cluster tables.
-  They run ``ECHO_FRAMES`` frames at least (60 last a fifth of a second);
+  echo-slave``, :class:`EchoHooks`) run no network and answer each task at once with canned labels (and
+  logits on the seg path, for 2 regions in 5, about Single's seg fraction), through the real decoder,
+  serialiser and transport. The master is then the bottleneck and never waits long: its time per frame is
+  its overhead with warm caches, and its fps the most one master sustains. Such rows have ``kind``
+  ``capacity``: no mIoU or speed-up, left out of the simulator's validation and the cluster tables. They
+  run ``ECHO_FRAMES`` frames at least (60 last a fifth of a second);
 - ``holdK`` (with ``echo``): the echo slaves hold each answer K ms (asleep, no compute on any core), so
   the master meets a real cluster's pace with nothing else running: its overhead then against the
   capacity row's is what waiting alone costs the code it runs after each wait.
@@ -50,12 +50,16 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
+from dvs_cluster.core.processor import RegionOutcome
+from dvs_cluster.nodes.slave import SlaveHooks
+from dvs_cluster.transport.messages import Result, Task
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
 OPTION_RE = re.compile(
@@ -457,76 +461,83 @@ def _short(cmd: list[str], core: int) -> str:
 # -- the paper's variant of the slave: flow-path results carry their logits ---------------------------
 
 
-def _patch_flow_logits(args: list[str]) -> list[str]:
-    """Make this process's slave send the flow path's warped logits along with its labels."""
-    from dataclasses import replace
+class FlowLogitsHooks(SlaveHooks):
+    """The slave sends the flow path's warped logits along with its labels (option ``logits``)."""
 
-    from dvs_cluster.nodes import slave as slave_mod
+    def result(self, result: Result, outcome: RegionOutcome) -> Result:
+        """A flow result gets the outcome's logits (the paper's scheme ships them)."""
+        if result.logits is None and outcome.logits is not None:
+            return replace(result, logits=outcome.logits)
+        return result
 
-    last: dict[str, Any] = {}
-    process = slave_mod.SlaveNode._process
-    encode = slave_mod.encode_result
 
-    def _process(self: Any, processor: Any, buffer: Any, task: Any) -> Any:
-        outcome = process(self, processor, buffer, task)
-        last["logits"] = outcome.logits
-        return outcome
-
-    def encode_result(result: Any, quantize: str = "float32") -> Any:
-        if result.logits is None and last.get("logits") is not None:
-            result = replace(result, logits=last["logits"])
-        return encode(result, quantize)
-
-    slave_mod.SlaveNode._process = _process  # type: ignore[method-assign]
-    slave_mod.encode_result = encode_result
-    return args
+def _flow_logits(args: list[str]) -> tuple[SlaveHooks, list[str]]:
+    return FlowLogitsHooks(), args
 
 
 # -- master capacity: a slave that answers at once -----------------------------------------------------
 
 
-def _patch_echo(args: list[str]) -> list[str]:
+class EchoHooks(SlaveHooks):
     """
-    Make this process's slave skip the networks: canned outcomes, the seg path on ECHO_SEG regions.
+    No networks: canned outcomes, the seg path on ``ECHO_SEG`` of the regions (option ``echo``).
 
-    Takes ``--hold-ms K`` off ``args``: sleep that long before answering (a cluster's pace, no compute).
+    Everything else is the real slave: decoding, keys, encoding, transport. ``hold_ms``: sleep that long
+    before answering (option ``holdK``: a cluster's pace with no compute).
     """
+
+    def __init__(self, hold_ms: float = 0.0) -> None:
+        """Answer ``hold_ms`` after each task arrives."""
+        self.hold_ms = hold_ms
+        self._canned: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
+
+    def process(self, task: Task, run: Callable[[], RegionOutcome]) -> RegionOutcome:
+        """A canned outcome of the task's region size; ``run`` (the nets) is never called."""
+        import numpy as np
+
+        from dvs_cluster.core.classes import NUM_CLASSES
+        from dvs_cluster.core.keys import KeyFrame
+        from dvs_cluster.core.processor import logit_grid
+
+        if self.hold_ms:
+            time.sleep(self.hold_ms / 1000.0)
+        h, w = task.image.shape[:2]
+        if (h, w) not in self._canned:
+            labels = np.zeros((h, w), np.uint8)
+            logits = np.zeros((NUM_CLASSES, *logit_grid(h, w)), np.float32)
+            self._canned[h, w] = (labels, logits, labels.astype(np.float32))
+        labels, logits, confidence = self._canned[h, w]
+        seg = (task.sequence + task.region) % ECHO_SEG[1] < ECHO_SEG[0]
+        key = KeyFrame(task.sequence, task.image, logits) if seg else None
+        return RegionOutcome(
+            task.region,
+            task.sequence,
+            "seg" if seg else "flow",
+            100.0,
+            logits,
+            labels,
+            confidence,
+            key,
+            None,
+            state=key,
+        )
+
+
+def _echo(args: list[str]) -> tuple[SlaveHooks, list[str]]:
+    """Takes ``--hold-ms K`` off the slave's options."""
     import argparse
-
-    import numpy as np
-
-    from dvs_cluster.core.classes import NUM_CLASSES
-    from dvs_cluster.core.keys import KeyFrame
-    from dvs_cluster.core.processor import RegionOutcome, logit_grid
-    from dvs_cluster.nodes import slave as slave_mod
 
     hold = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     hold.add_argument("--hold-ms", type=float, default=0.0)
     opts, rest = hold.parse_known_args(args)
-    hold_ms = opts.hold_ms
-    canned: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
-
-    def _process(self: Any, processor: Any, buffer: Any, task: Any) -> Any:
-        if hold_ms:
-            time.sleep(hold_ms / 1000.0)
-        h, w = task.image.shape[:2]
-        if (h, w) not in canned:
-            labels = np.zeros((h, w), np.uint8)
-            logits = np.zeros((NUM_CLASSES, *logit_grid(h, w)), np.float32)
-            canned[h, w] = (labels, logits, labels.astype(np.float32))
-        labels, logits, confidence = canned[h, w]
-        seg = (task.sequence + task.region) % ECHO_SEG[1] < ECHO_SEG[0]
-        key = KeyFrame(task.sequence, task.image, logits) if seg else None
-        return RegionOutcome(
-            task.region, task.sequence, "seg" if seg else "flow", 100.0, logits, labels, confidence, key, None
-        )
-
-    slave_mod.SlaveNode._process = _process  # type: ignore[method-assign]
-    return rest
+    return EchoHooks(opts.hold_ms), rest
 
 
-#: Slave variants: each patches this process's slave and returns the slave options it leaves.
-WRAPPERS = {"slave": _patch_flow_logits, "echo-slave": _patch_echo}
+#: Slave variants: each makes the hooks of its variant and returns the slave options it leaves.
+WRAPPERS: dict[str, Callable[[list[str]], tuple[SlaveHooks, list[str]]]] = {
+    "slave": _flow_logits,
+    "echo-slave": _echo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,16 +545,17 @@ def main(argv: list[str] | None = None) -> int:
     ``python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS``: the bench's slave variants.
 
     ``slave``: flow results carry logits (option ``logits``); ``echo-slave [--hold-ms K]``: no networks
-    (``echo``), each answer K ms after its task (``holdK``).
+    (``echo``), each answer K ms after its task (``holdK``). Both are ``dvs-cluster slave`` with
+    :class:`~dvs_cluster.nodes.slave.SlaveHooks`.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] not in ([k] for k in WRAPPERS):
         print("usage: python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS", file=sys.stderr)
         return 2
-    rest = WRAPPERS[args[0]](args[1:])
+    hooks, rest = WRAPPERS[args[0]](args[1:])
     from dvs_cluster.cli import main as cli_main
 
-    return cli_main(["slave", *rest])
+    return cli_main(["slave", *rest], slave_hooks=hooks)
 
 
 def observe_in_process() -> Any:

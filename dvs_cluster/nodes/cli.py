@@ -277,8 +277,9 @@ def _tls(args: argparse.Namespace) -> Any:
 def _transport(args: argparse.Namespace) -> Any:
     import zenoh
 
+    from dvs_cluster import transport
     from dvs_cluster.cli import CliError
-    from dvs_cluster.transport.zenoh import ZenohTransport, make_config
+    from dvs_cluster.transport.zenoh import make_config
 
     shm = {"auto": None, "on": True, "off": False}[args.shm]
     tls = _tls(args)
@@ -288,10 +289,17 @@ def _transport(args: argparse.Namespace) -> Any:
         raise CliError(str(exc)) from None
     except zenoh.ZError as exc:  # e.g. an endpoint zenoh parses differently from validate.py
         raise CliError(f"zenoh configuration refused: {_zenoh_message(exc)}") from None
+    options = {
+        "mode": args.mode,
+        "listen": args.listen,
+        "connect": args.connect,
+        "multicast": _multicast(args),
+        "shm": shm,
+        "config_file": args.zenoh_config,
+        "tls": tls,
+    }
     try:
-        return ZenohTransport(
-            args.mode, args.listen, args.connect, _multicast(args), shm, args.zenoh_config, tls
-        )
+        return transport.open("zenoh", zenoh=options)
     except zenoh.ZError as exc:
         raise CliError(_open_error(exc, args.listen)) from None
 
@@ -366,7 +374,7 @@ def _summary(rep: dict[str, Any]) -> str:
     bpf = rep["bytes_per_frame"]
     lines = [
         f"frames in {rep['frames_in']}  out {rep['frames_out']}  dropped {rep['frames_dropped']}  "
-        + (f"in flight {rep['frames_in_flight']} at stop  " if rep.get("frames_in_flight") else "")
+        + (f"in flight {rep['frames_pending']} at stop  " if rep.get("frames_pending") else "")
         + f"{rep['fps']:.2f} fps  seg {rep['seg_fraction'] * 100:.1f}%"
         + (f"  mIoU {miou:.2f}" if miou is not None else ""),
         f"bytes/frame  master->slaves {bpf['master_to_slaves'] / 1e6:.2f} MB  "
@@ -614,6 +622,7 @@ def cmd_slave(args: argparse.Namespace) -> int:
             cluster_id=args.cluster,
             quantize=args.result_quantize,
             propagate=args.warp_from == "previous",
+            hooks=getattr(args, "slave_hooks", None),
         )
         log.info("slave %s: models loaded, serving tasks (cluster %s)", args.name, args.cluster)
         try:

@@ -1,8 +1,11 @@
 """
 Master node: source -> split -> workload manager -> tasks out -> results in -> assemble in order -> sinks.
 
-One thread runs the loop; the transport's threads only enqueue events (results, heartbeats, liveliness)
-into a bounded inbox. Per loop turn the master takes frames from the source (as fast as the queue has
+One thread runs the loop (:meth:`MasterNode.run`, for a pulled source and for a pushed stream alike);
+every other thread only enqueues events into the one bounded inbox (:mod:`dvs_cluster.nodes.inbox`):
+the transport's (results, heartbeats, liveliness) and a camera's (frames, :meth:`MasterNode.push`), so
+everything the master owns, its counters included, is written by its own thread. Per loop turn the
+master takes frames from the source (as fast as the queue has
 room, or at a fixed camera ``rate`` with the scheduler's counted drops when the cluster is slower),
 dispatches queued regions to available slaves in the scheduler's region order (attaching the newest
 global key when the forwarding rule says so), handles results (first answer per region wins; seg-path
@@ -25,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +37,13 @@ import numpy.typing as npt
 
 from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.core.keys import KeyBuffer, KeyFrame
-from dvs_cluster.core.metrics import ConfusionMatrix, PathMix, summarize
+from dvs_cluster.core.metrics import ConfusionMatrix, PathMix, StreamLatency
 from dvs_cluster.core.processor import logit_grid
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.core.scheduler import Outcome, WorkloadManager
 from dvs_cluster.io.sinks import Sink
 from dvs_cluster.io.sources import Frame
+from dvs_cluster.nodes.inbox import ALIVE, FRAME, RESULT, STATUS, Inbox
 from dvs_cluster.transport.base import ClusterKeys, Handle, Transport
 from dvs_cluster.transport.messages import (
     PATH_NAMES,
@@ -99,7 +103,7 @@ class MasterConfig:
     quantize: str = "float32"  # forwarded key logits: float32 | float16 | uint8
     rate: float = 0.0  # camera frame rate to emulate (frames/s); 0 = take frames as the queue has room
     lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up (0: never)
-    status_period_s: float = 1.0  # master heartbeat (JSON on ``<prefix>/master/status``); 0 = off
+    status_period_s: float = 1.0  # heartbeat (``<prefix>/master/status`` JSON, or the hook); 0 = off
     keep_trace: bool = True  # per-region trace + emitted order (grow with the run: off for endless streams)
 
 
@@ -192,12 +196,24 @@ class _SlaveStats:
     tasks_done: int = 0
 
 
+#: Called with the master every ``status_period_s`` on the master's thread, instead of the JSON heartbeat.
+Heartbeat = Callable[["MasterNode"], None]
+
+
 class MasterNode:
     """The master over any :class:`~dvs_cluster.transport.base.Transport`."""
 
-    def __init__(self, transport: Transport, config: MasterConfig | None = None) -> None:
-        """Subscribe to results, heartbeats and slave liveliness; announce the master alive."""
+    def __init__(
+        self, transport: Transport, config: MasterConfig | None = None, *, heartbeat: Heartbeat | None = None
+    ) -> None:
+        """
+        Subscribe to results, heartbeats and slave liveliness; announce the master alive.
+
+        ``heartbeat``: what to do every ``status_period_s`` (default: the JSON summary on
+        ``<prefix>/master/status``); the ROS node publishes ``stats`` and ``/diagnostics`` with it.
+        """
         self.config = cfg = config or MasterConfig()
+        self.heartbeat = heartbeat
         self.transport = transport
         self.keys = ClusterKeys(cfg.cluster_id)
         self.grid = RegionGrid(cfg.width, cfg.height, cfg.rows, cfg.cols, cfg.overlap)
@@ -212,7 +228,6 @@ class MasterNode:
             affinity=cfg.affinity,
             region_order=cfg.region_order,
         )
-        self.global_keys = KeyBuffer(self.num_regions)
         self._checked_keys: list[int | None] = [None] * self.num_regions  # key timestep found finite
         self.stage_s = dict.fromkeys(MASTER_STAGES, 0.0)
         self.slave_stats: dict[str, _SlaveStats] = {}
@@ -224,14 +239,16 @@ class MasterNode:
         self.frames_dropped = 0
         self.malformed = 0
         self.foreign = 0
-        self.inbox_overflow = 0
+        self.frames_refused = 0  # pushed frames the full inbox refused (in frames_in and frames_dropped)
         self.rejected_frames = 0  # submitted frames refused (bad size or sequence): never accepted
         self.slave_events: list[tuple[float, str, bool]] = []  # (time, slave, alive): fault timelines
         self.bytes_tasks = 0
         self.bytes_keys = 0
         self.bytes_results = 0
-        # The newest 100k frame latencies: a summary over hours of a live stream, in bounded memory.
-        self.frame_latency_ms: deque[float] = deque(maxlen=100_000)
+        # Frame latency: running aggregates and a bounded window (cheap to summarise every second); the
+        # per-frame list only for the trace (``keep_trace``), like ``emitted``.
+        self.latency = StreamLatency()
+        self.frame_latency_ms: deque[float] = deque(maxlen=100_000 if cfg.keep_trace else 0)
         self.trace: list[dict[str, Any]] = []
         self.emitted: list[int] = []  # frame sequences in output order
         self.aborted: str | None = None
@@ -242,6 +259,7 @@ class MasterNode:
         self._no_slave_since: float | None = None
         self._last_seq: int | None = None
         self._next_status = 0.0
+        self._run_start: float | None = None  # perf_counter at the start of run(), while it runs
         self._started = time.perf_counter()
         self._started_unix = time.time()  # lets tests line faults (host clock) up with trace times
         self.rss_start_mb = 0.0  # at the start of run(): the soak compares it with the end
@@ -255,25 +273,49 @@ class MasterNode:
         self.rss_watch: dict[str, int] = {}
         self.rss_samples: deque[dict[str, float]] = deque(maxlen=2000)
         self._next_rss = 0.0
-        self._inbox: queue.Queue[tuple[str, str, Any]] = queue.Queue(maxsize=256)  # bounded memory
+        # Bounded memory: a pushed frame waits here only while the master thread is busy with a turn;
+        # the scheduler's queue (``max_queued_frames``, newest frame wins) is where frames wait for slaves.
+        self._inbox = Inbox(256, frames=32)
         warmup()
         self._handles: list[Handle] = [
-            transport.subscribe(self.keys.result, self._enqueue("result")),
-            transport.subscribe(self.keys.status_all, self._enqueue("status")),
-            transport.watch_liveliness(self.keys.alive_slaves, self._enqueue("alive")),
+            transport.subscribe(self.keys.result, self._enqueue(RESULT)),
+            transport.subscribe(self.keys.status_all, self._enqueue(STATUS)),
+            transport.watch_liveliness(self.keys.alive_slaves, self._enqueue(ALIVE)),
             transport.declare_liveliness(self.keys.alive_master),
         ]
 
-    # -- transport side -----------------------------------------------------------------------------
+    # -- other threads ------------------------------------------------------------------------------
 
-    def _enqueue(self, kind: str) -> Any:
+    def _enqueue(self, kind: str) -> Callable[[str, Any], None]:
         def put(key: str, value: Any) -> None:
-            try:
-                self._inbox.put_nowait((kind, key, value))
-            except queue.Full:
-                self.inbox_overflow += 1
+            self._inbox.put(kind, key, value)
 
         return put
+
+    def push(self, frame: Frame) -> bool:
+        """
+        Hand the master a frame from any thread (a camera callback); never blocks.
+
+        The frame is an event of the inbox, submitted by the master's thread in arrival order (see
+        :meth:`submit` for what it must be). False when the inbox already holds its bound of frames (the
+        master is stalled): the frame is then counted in and dropped, as the scheduler would have.
+        """
+        return self._inbox.put(FRAME, "", frame)
+
+    @property
+    def inbox_overflow(self) -> int:
+        """Transport events the full inbox refused (results, heartbeats, liveliness)."""
+        return self._inbox.refused()
+
+    @property
+    def global_keys(self) -> KeyBuffer:
+        """A snapshot of the global key buffer (its one owner is the workload manager)."""
+        kb = KeyBuffer(self.num_regions)
+        for r in range(self.num_regions):
+            kf = self.wm.global_key(r)
+            if kf is not None:
+                kb.put(r, kf)
+        return kb
 
     def close(self) -> None:
         """Withdraw subscriptions and the liveliness token (the transport stays open)."""
@@ -284,11 +326,13 @@ class MasterNode:
     # -- events -------------------------------------------------------------------------------------
 
     def _handle_event(self, kind: str, key: str, value: Any) -> None:
-        if kind == "result":
+        if kind == FRAME:
+            self._handle_frame(value)
+        elif kind == RESULT:
             self._handle_result(value)
-        elif kind == "status":
+        elif kind == STATUS:
             self._handle_status(key, value)
-        elif kind == "alive":
+        elif kind == ALIVE:
             name = self.keys.last_chunk(key)
             self.slave_events.append((time.perf_counter(), name, bool(value)))
             if value:
@@ -298,6 +342,12 @@ class MasterNode:
             else:
                 requeued = self.wm.remove_slave(name)
                 log.warning("slave %s gone; %d task(s) re-queued", name, len(requeued))
+
+    def _handle_frame(self, frame: Frame) -> None:
+        try:
+            self.submit(frame)
+        except ValueError as exc:  # counted in rejected_frames; a pushed stream goes on
+            log.warning("frame refused: %s", exc)
 
     def _handle_status(self, key: str, payload: bytes) -> None:
         t0 = time.perf_counter()
@@ -357,10 +407,16 @@ class MasterNode:
             log.warning("dropped result from %s: %s", res.slave_id, why)
             return
         seg = res.path == PATH_SEG
-        if self.wm.complete(res.slave_id, res.sequence, res.region, seg) is not Outcome.ACCEPTED:
-            return
         slot = self._slots.get(res.sequence)
-        if slot is None:  # cannot happen: the scheduler only accepts open frames
+        key = None
+        if seg and slot is not None:
+            assert res.logits is not None
+            key = KeyFrame(res.sequence, slot.crops[res.region], res.logits)
+        t0 = time.perf_counter()
+        outcome = self.wm.complete(res.slave_id, res.sequence, res.region, seg, key)
+        if seg:  # the global key buffer's update (newest wins) happens in there
+            self.stage_s["keys"] += time.perf_counter() - t0
+        if outcome is not Outcome.ACCEPTED or slot is None:  # slot: the scheduler only accepts open frames
             return
         slot.labels[res.region] = res.labels
         slot.confidence[res.region] = res.confidence
@@ -388,11 +444,6 @@ class MasterNode:
                     "t": round(time.perf_counter() - self._started, 4),  # seconds since the node started
                 }
             )
-        if seg:
-            t0 = time.perf_counter()
-            assert res.logits is not None
-            self.global_keys.put(res.region, KeyFrame(res.sequence, slot.crops[res.region], res.logits))
-            self.stage_s["keys"] += time.perf_counter() - t0
 
     # -- frames in ----------------------------------------------------------------------------------
 
@@ -457,15 +508,16 @@ class MasterNode:
 
     def poll(self, sinks: Sequence[Sink] = (), gt_sinks: Sequence[Sink] = (), timeout: float = 0.0) -> int:
         """
-        One turn of the master; returns the number of frames emitted (the public step for pushed streams).
+        One turn of the master; returns the number of frames emitted (a step for harnesses and tests).
 
-        Dispatches (re-dispatching expired tasks), emits finished frames in order, publishes the
-        heartbeat when due, then waits up to ``timeout`` for results/heartbeats/liveliness and handles them.
+        The turn :meth:`run` makes: dispatch (re-dispatching expired tasks), emit finished frames in
+        order, housekeeping (lost slaves, heartbeat, memory samples), then wait up to ``timeout`` for
+        events (results, heartbeats, liveliness, pushed frames) and handle them.
         """
         before = self.frames_out
         self._dispatch(time.perf_counter())
         self._emit(sinks, gt_sinks)
-        self.publish_status()
+        self._housekeeping()
         deadline = self.wm.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.perf_counter()) + 1e-3)
@@ -492,16 +544,24 @@ class MasterNode:
 
     def publish_status(self, force: bool = False) -> None:
         """
-        Heartbeat as JSON on ``<prefix>/master/status`` every ``status_period_s``.
+        Heartbeat every ``status_period_s``: the ``heartbeat`` hook, or JSON on ``<prefix>/master/status``.
 
         Lets operators (and the chaos tests) see the master alive and counting while no slave is.
-        A backend that cannot carry the key (ROS has its own ``stats`` topic) only logs.
+        A backend that cannot carry the key only logs; a hook that fails is logged, never fatal.
         """
         period = self.config.status_period_s
         now = time.perf_counter()
         if period <= 0 or (not force and now < self._next_status):
             return
         self._next_status = now + period
+        if self._run_start is not None:
+            self.wall_s = now - self._run_start  # reports made while running see the run so far
+        if self.heartbeat is not None:
+            try:
+                self.heartbeat(self)
+            except Exception as exc:  # e.g. a ROS context shutting down
+                log.debug("heartbeat hook failed: %s", exc)
+            return
         try:
             self.transport.publish(self.keys.master_status, json.dumps(self.status()).encode())
         except Exception as exc:
@@ -517,8 +577,10 @@ class MasterNode:
         if self.wm.retry_suspects():
             log.warning("every slave is suspect; trying them again")
         while True:
-            d = self.wm.next_dispatch(now)
-            self.stage_s["schedule"] += time.perf_counter() - t0
+            k0 = self.stage_s["keys"]
+            d = self.wm.next_dispatch(now, self._key_usable)
+            # The finite scan of a key runs inside and books itself as "keys": not twice.
+            self.stage_s["schedule"] += time.perf_counter() - t0 - (self.stage_s["keys"] - k0)
             if d is None:
                 return
             slot = self._slots[d.job.sequence]
@@ -541,6 +603,7 @@ class MasterNode:
                 want_confidence=self.grid.overlap > 0,
                 attempt=d.job.attempt,
                 stamp=float(slot.frame.stamp),
+                frame_id=slot.frame.frame_id,
                 key=key_payload,
             )
             data = encode_task(task, self.config.quantize)
@@ -558,25 +621,32 @@ class MasterNode:
                 per_value = {"float32": 4, "float16": 2, "uint8": 1}[self.config.quantize]
                 self.bytes_keys += key_payload.image.nbytes + key_payload.logits.size * per_value
 
-    def _key_payload(self, region: int) -> KeyPayload | None:
+    def _key_usable(self, region: int, kf: KeyFrame) -> bool:
         """
-        The region's global key for a task, its logits checked finite on first forwarding.
+        Whether a global key may be forwarded: its logits are checked finite on first forwarding.
 
         The check is here rather than on arrival because most keys never leave the master (a slave's
         own seg results are already its local keys) and it reads every value. A key that fails it
-        came from a broken slave: it is dropped (counted as malformed) and the task goes without key.
+        came from a broken slave: the scheduler drops it (counted here as malformed) and the task goes
+        without key.
         """
-        kf = self.global_keys.get(region)
-        if kf is None:
-            return None
-        if self._checked_keys[region] != kf.timestep:
+        t0 = time.perf_counter()
+        try:
+            if self._checked_keys[region] == kf.timestep:
+                return True
             if not values_finite(kf.logits):
                 self.malformed += 1
-                self.global_keys.clear(region)
                 log.warning("dropped the key of region %d (frame %d): logits not finite", region, kf.timestep)
-                return None
+                return False
             self._checked_keys[region] = kf.timestep
-        return KeyPayload(kf.timestep, kf.image, kf.logits)
+            return True
+        finally:
+            self.stage_s["keys"] += time.perf_counter() - t0
+
+    def _key_payload(self, region: int) -> KeyPayload | None:
+        """The region's global key for a task (the scheduler decided to forward it)."""
+        kf = self.wm.global_key(region)
+        return None if kf is None else KeyPayload(kf.timestep, kf.image, kf.logits)
 
     # -- frames out ---------------------------------------------------------------------------------
 
@@ -616,25 +686,20 @@ class MasterNode:
             self.frames_out += 1
             if self.config.keep_trace:
                 self.emitted.append(seq)
-            self.frame_latency_ms.append((time.perf_counter() - slot.t_in) * 1000.0)
+            ms = (time.perf_counter() - slot.t_in) * 1000.0
+            self.latency.add(ms)
+            self.frame_latency_ms.append(ms)
 
     # -- main loop ----------------------------------------------------------------------------------
 
     def _pump(self, timeout: float) -> None:
         """Wait up to ``timeout`` for an event (booked as idle), then handle all pending events."""
         t0 = time.perf_counter()
-        try:
-            event = self._inbox.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            self.stage_s["idle"] += time.perf_counter() - t0
-            return
+        event = self._inbox.get(max(0.0, timeout))
         self.stage_s["idle"] += time.perf_counter() - t0
-        while True:
+        while event is not None:
             self._handle_event(*event)
-            try:
-                event = self._inbox.get_nowait()
-            except queue.Empty:
-                return
+            event = self._inbox.get()
 
     def wait_for_slaves(self, count: int, timeout_s: float, stop: threading.Event | None = None) -> bool:
         """Block until ``count`` slaves are alive (True) or ``timeout_s`` passes (False)."""
@@ -643,77 +708,101 @@ class MasterNode:
             left = deadline - time.monotonic()
             if left <= 0 or (stop is not None and stop.is_set()):
                 return False
-            try:
-                event = self._inbox.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                continue
-            self._handle_event(*event)
+            event = self._inbox.get(min(left, 0.2))
+            if event is not None:
+                self._handle_event(*event)
         return True
 
     def run(
         self,
-        frames: Iterable[Frame],
+        frames: Iterable[Frame] | None = None,
         sinks: Sequence[Sink] = (),
         gt_sinks: Sequence[Sink] = (),
         max_frames: int | None = None,
         stop: threading.Event | None = None,
     ) -> dict[str, Any]:
-        """Process the source through the cluster until it ends (or ``max_frames`` / ``stop``)."""
+        """
+        The master's loop: until the source ends (or ``max_frames`` / ``stop``); returns the report.
+
+        ``frames`` is a source to pull; None serves a pushed stream (:meth:`push`, e.g. the ROS node's
+        camera) until ``stop``. Either way every turn is the same: frames in, dispatch, results, emit in
+        order, and the housekeeping (lost slaves, heartbeat, memory samples, pushed frames refused).
+        """
         cfg = self.config
         self.rss_start_mb = rss_mb()
-        source = iter(frames)
+        source = iter(frames) if frames is not None else None
         source_done = False
         cpu0, main0 = time.process_time(), time.thread_time()
-        start = time.perf_counter()
+        start = self._run_start = time.perf_counter()
         next_frame_at = start
-        period = 1.0 / cfg.rate if cfg.rate > 0 else 0.0
-        while True:
-            if stop is not None and stop.is_set():
-                self.aborted = "stopped"
-                break
-            now = time.perf_counter()
-            while not source_done and (max_frames is None or self.frames_in < max_frames):
-                if period:
-                    if now < next_frame_at:
+        period = 1.0 / cfg.rate if cfg.rate > 0 and source is not None else 0.0
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    self.aborted = "stopped"
+                    break
+                now = time.perf_counter()
+                while source is not None and not source_done:
+                    if max_frames is not None and self.frames_in >= max_frames:
                         break
-                    # A camera does not deliver the frames it missed later in a burst: when the source
-                    # itself is slower than ``rate`` the schedule slips instead, and one frame is taken
-                    # per turn so dispatch and results are never starved by a catch-up loop.
-                    next_frame_at = max(next_frame_at + period, now)
+                    if period:
+                        if now < next_frame_at:
+                            break
+                        # A camera does not deliver the frames it missed later in a burst: when the
+                        # source itself is slower than ``rate`` the schedule slips instead, and one frame
+                        # is taken per turn so dispatch and results are never starved by a catch-up loop.
+                        next_frame_at = max(next_frame_at + period, now)
+                        if not self._take(source):
+                            source_done = True
+                        break
+                    elif not self.wm.has_room():
+                        break
                     if not self._take(source):
                         source_done = True
-                    break
-                elif not self.wm.has_room():
-                    break
-                if not self._take(source):
+                    now = time.perf_counter()
+                if source is not None and max_frames is not None and self.frames_in >= max_frames:
                     source_done = True
+                self._dispatch(time.perf_counter())
+                self._emit(sinks, gt_sinks)
+                if source_done and not self._order:
+                    break
+                self._housekeeping()
+                if self.aborted:
+                    source_done = True
+                    continue
+                timeout = 0.2
+                deadline = self.wm.next_deadline()
                 now = time.perf_counter()
-            if max_frames is not None and self.frames_in >= max_frames:
-                source_done = True
-            self._dispatch(time.perf_counter())
-            self._emit(sinks, gt_sinks)
-            if source_done and not self._order:
-                break
-            self._check_lost(time.perf_counter())
-            self.publish_status()
-            self._sample_rss()
-            if self.aborted:
-                source_done = True
-                continue
-            timeout = 0.2
-            deadline = self.wm.next_deadline()
-            now = time.perf_counter()
-            if deadline is not None:
-                timeout = min(timeout, deadline - now + 1e-3)
-            if period and not source_done:
-                timeout = min(timeout, next_frame_at - now)
-            self._pump(timeout)
-        self.wall_s = time.perf_counter() - start
-        booked = sum(v for k, v in self.stage_s.items() if k != "other")
-        self.stage_s["other"] = max(0.0, self.wall_s - booked)
-        self.cpu_s = time.process_time() - cpu0
-        self.cpu_main_s = time.thread_time() - main0
+                if deadline is not None:
+                    timeout = min(timeout, deadline - now + 1e-3)
+                if period and not source_done:
+                    timeout = min(timeout, next_frame_at - now)
+                self._pump(timeout)
+        finally:
+            self._run_start = None
+            self._count_refused()
+            self.wall_s = time.perf_counter() - start
+            booked = sum(v for k, v in self.stage_s.items() if k != "other")
+            self.stage_s["other"] = max(0.0, self.wall_s - booked)
+            self.cpu_s = time.process_time() - cpu0
+            self.cpu_main_s = time.thread_time() - main0
         return self.report()
+
+    def _housekeeping(self) -> None:
+        """What every turn does besides moving work: the same for a pulled source and a pushed stream."""
+        self._count_refused()
+        self._check_lost(time.perf_counter())
+        self.publish_status()
+        self._sample_rss()
+
+    def _count_refused(self) -> None:
+        """Pushed frames the full inbox refused: in and dropped (the master thread's counters)."""
+        refused = self._inbox.refused(FRAME)
+        if refused > self.frames_refused:
+            n = refused - self.frames_refused
+            self.frames_refused = refused
+            self.frames_in += n
+            self.frames_dropped += n
 
     def _sample_rss(self, period_s: float = 5.0) -> None:
         now = time.perf_counter()
@@ -778,8 +867,8 @@ class MasterNode:
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "frames_dropped": self.frames_dropped,
-            # Accepted, neither out nor dropped when the run ended (a stop): in = out + dropped + in flight.
-            "frames_in_flight": self.pending,
+            # Accepted, neither out nor dropped when the run ended (a stop): in = out + dropped + pending.
+            "frames_pending": self.pending,
             "fps": self.frames_out / self.wall_s if self.wall_s > 0 else 0.0,
             "wall_seconds": self.wall_s,
             "miou": self.confusion.miou() if self.has_gt else None,
@@ -800,7 +889,7 @@ class MasterNode:
                 "master": {k: v * 1000.0 / out_frames for k, v in self.stage_s.items()},
                 # Slave: ms per region in each stage, over all slaves.
                 "slave": {k: v * 1000.0 / regions for k, v in slave_totals.items()},
-                "frame": summarize(self.frame_latency_ms),
+                "frame": self.latency.summary(),
             },
             # CPU ms per output frame of the master process (all threads), and without making and
             # scoring frames: the master's overhead independent of who else runs on its core.

@@ -9,6 +9,9 @@ uses, so a region that takes the same path with the same key gives the same labe
 Anything malformed is counted and dropped (:class:`~dvs_cluster.transport.messages.MessageError`), a
 task for another cluster or slave likewise; the node never dies on input. A heartbeat
 (``SlaveStatus``) goes out a few times a second and a liveliness token says the slave is alive.
+
+Harnesses that need a variant of the slave (the bench's echo slaves and flow-logits slaves) pass
+:class:`SlaveHooks` instead of patching this module.
 """
 
 from __future__ import annotations
@@ -47,6 +50,23 @@ log = logging.getLogger(__name__)
 _STAGE_FIELDS = {"flow": "flow", "dn": "dn", "seg": "seg", "warp": "warp", "upsample": "labels"}
 
 
+class SlaveHooks:
+    """
+    The slave's documented extension points: subclass, override, pass as ``SlaveNode(..., hooks=...)``.
+
+    The defaults are what the slave always does, so a hook changes one step and nothing around it:
+    decoding, key handling, timings, encoding, publishing and counting stay the slave's own.
+    """
+
+    def process(self, task: Task, run: Callable[[], RegionOutcome]) -> RegionOutcome:
+        """The region step for ``task``; ``run()`` is the real one (DVSNet on the local key buffer)."""
+        return run()
+
+    def result(self, result: Result, outcome: RegionOutcome) -> Result:
+        """The result about to be encoded and sent for ``outcome`` (return a changed copy to alter it)."""
+        return result
+
+
 @dataclass
 class SlaveCounters:
     """What the slave counted (also sent in its heartbeat)."""
@@ -78,6 +98,7 @@ class SlaveNode:
         heartbeat_s: float = 0.5,
         inbox_size: int = 64,
         propagate: bool = True,
+        hooks: SlaveHooks | None = None,
     ) -> None:
         """Declare the subscriptions and the liveliness token; call :meth:`run` to serve."""
         self.keys = ClusterKeys(cluster_id)
@@ -89,6 +110,7 @@ class SlaveNode:
         self.propagate = propagate
         self.quantize = quantize
         self.heartbeat_s = heartbeat_s
+        self.hooks = hooks if hooks is not None else SlaveHooks()
         self.incarnation = uuid.uuid4().hex[:12]
         self.counters = SlaveCounters()
         self.local_keys: KeyBuffer | None = None
@@ -187,7 +209,7 @@ class SlaveNode:
             buffer.put(task.region, KeyFrame(task.key.sequence, task.key.image, logits))
         t_key = time.perf_counter() - t0
         try:
-            outcome = self._process(processor, buffer, task)
+            outcome = self.hooks.process(task, lambda: self._process(processor, buffer, task))
         except Exception as exc:
             self.counters.errors += 1
             log.exception("task %d/%d failed: %s", task.sequence, task.region, exc)
@@ -218,6 +240,7 @@ class SlaveNode:
             frame_id=task.frame_id,
             timings=timings,
         )
+        result = self.hooks.result(result, outcome)
         timings.total = time.perf_counter() - t_arrive
         t0 = time.perf_counter()
         data = encode_result(result, self.quantize)

@@ -55,29 +55,18 @@ def _endpoints(text: str) -> list[str]:
 
 
 def make_transport(node: Any, p: dict[str, Any]) -> Transport:
-    """The transport the parameters ask for; the ROS backend lives on ``node`` itself."""
-    backends: list[Transport] = []
-    kinds = str(p["transport"]).split(",")
-    if "ros" in kinds:
-        from dvs_cluster.transport.ros import RosTransport
+    """The transport the parameters ask for (:func:`dvs_cluster.transport.open`); ROS lives on ``node``."""
+    from dvs_cluster import transport
 
-        backends.append(RosTransport(node))
-    if "zenoh" in kinds:
-        try:
-            from dvs_cluster.transport.zenoh import ZenohTransport
-
-            backends.append(
-                ZenohTransport(p["zenoh_mode"], _endpoints(p["zenoh_listen"]), _endpoints(p["zenoh_connect"]))
-            )
-        except Exception as exc:  # no eclipse-zenoh, or an endpoint that cannot be bound
-            for b in backends:
-                b.close()
-            raise ParameterError(f"parameter 'transport': zenoh backend unavailable: {exc}") from exc
-    if len(backends) == 1:
-        return backends[0]
-    from dvs_cluster.transport.multi import MultiTransport
-
-    return MultiTransport(backends)
+    zenoh = {
+        "mode": p["zenoh_mode"],
+        "listen": _endpoints(p["zenoh_listen"]),
+        "connect": _endpoints(p["zenoh_connect"]),
+    }
+    try:
+        return transport.open(str(p["transport"]), ros={"node": node}, zenoh=zenoh)
+    except Exception as exc:  # no eclipse-zenoh, or an endpoint that cannot be bound
+        raise ParameterError(f"parameter 'transport': {p['transport']} unavailable: {exc}") from exc
 
 
 # -- images --------------------------------------------------------------------------------------------
@@ -199,6 +188,14 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
         rclpy.try_shutdown()
 
 
-def stamp_seconds(stamp: Any) -> float:
-    """``builtin_interfaces/Time`` -> float seconds (for the core, which keeps time as floats)."""
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+def stamp_nanoseconds(stamp: Any) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds: exact, so outputs carry the input's stamp."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ros_time(ns: int) -> Any:
+    """Integer nanoseconds -> ``builtin_interfaces/Time`` (the inverse of :func:`stamp_nanoseconds`)."""
+    from builtin_interfaces.msg import Time
+
+    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)

@@ -15,14 +15,18 @@ every one with the input's header (stamp and frame_id), at the input's size:
 
 The camera is subscribed only once ``slaves_expected`` slaves joined (or ``wait_timeout`` passed with
 at least one), so frames are not queued for a cluster that cannot serve them yet.
+
+Threads (the structure of ros2/demos nodes, plus one worker): the executor runs the camera callback,
+which converts the image and pushes the frame, its header included, into the master's inbox
+(:meth:`~dvs_cluster.nodes.master.MasterNode.push`) and touches nothing the master thread writes; the
+master thread runs :meth:`~dvs_cluster.nodes.master.MasterNode.run`, the loop ``dvs-cluster master``
+runs, and publishes the outputs, ``stats`` and ``/diagnostics`` from it.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +46,12 @@ from dvs_cluster.ros.common import (
     input_qos,
     make_transport,
     output_qos,
+    ros_time,
     run_node,
-    stamp_seconds,
+    stamp_nanoseconds,
     transport_specs,
 )
+from dvs_cluster.ros.log_bridge import forward_logging, stop_forwarding
 from dvs_cluster.ros.params import ParameterError, Spec, declare
 
 
@@ -117,6 +123,7 @@ class MasterRos(Node):
     def __init__(self, node_name: str = "master", **kwargs: Any) -> None:
         """Declare and validate parameters, open the transport, start the master thread."""
         super().__init__(node_name, **kwargs)
+        self._log_handler = forward_logging(self)  # dvs_cluster.* records -> this node's logger, /rosout
         p = self.p = declare(self, MASTER_SPECS)
         try:
             RegionGrid(p["width"], p["height"], p["rows"], p["cols"], p["overlap"])
@@ -139,11 +146,12 @@ class MasterRos(Node):
             affinity=p["affinity"],
             region_order=p["region_order"],
             quantize=p["key_quantize"],
-            status_period_s=0.0,  # the ROS node publishes ``stats`` and ``/diagnostics`` instead
+            status_period_s=p["stats_period"],  # the heartbeat hook publishes stats and /diagnostics
+            lost_s=0.0,  # a ROS master waits for slaves for ever (docs/OPERATIONS.md)
             keep_trace=False,  # a live stream runs for ever: no per-region history
         )
         self.transport = make_transport(self, p)
-        self.master = MasterNode(self.transport, self.config)
+        self.master = MasterNode(self.transport, self.config, heartbeat=self._publish_stats)
         qos = output_qos()
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
@@ -156,12 +164,12 @@ class MasterRos(Node):
         self.pub_overlay = self.create_publisher(Image, "overlay", qos) if p["publish_overlay"] else None
         self.pub_stats = self.create_publisher(String, "stats", qos)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos)
-        self._frames: queue.Queue[Frame] = queue.Queue(maxsize=64)
-        self._headers: dict[int, Any] = {}
+        # Camera callback state (the executor runs it one call at a time: the node's default callback
+        # group is mutually exclusive); the master thread reads only ``_bad_input``, written there alone.
         self._transforms: dict[tuple[int, int], FrameTransform] = {}
         self._next_index = 0
         self._bad_input = 0
-        self._last_dropped = 0
+        self._last_dropped = 0  # master thread
         self._camera_sub: Any = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="dvs-master", daemon=True)
@@ -188,7 +196,7 @@ class MasterRos(Node):
         self.get_logger().info(f"subscribed to {self._camera_sub.topic_name}")
 
     def _on_image(self, msg: Any) -> None:
-        """Executor thread: convert and hand the frame to the master thread (never blocks)."""
+        """Executor thread: convert and push the frame, header included, to the master (never blocks)."""
         try:
             if self.p["compressed"]:
                 from dvs_cluster.io.imgmsg import compressed_to_rgb
@@ -213,35 +221,29 @@ class MasterRos(Node):
             return
         index = self._next_index
         self._next_index += 1
-        frame = Frame(index, image, None, stamp_seconds(msg.header.stamp), tf, rgb)
-        self._headers[index] = msg.header
-        try:
-            self._frames.put_nowait(frame)
-        except queue.Full:
-            self._headers.pop(index, None)
-            self.master.frames_dropped += 1
+        ns = stamp_nanoseconds(msg.header.stamp)
+        frame = Frame(index, image, None, ns * 1e-9, tf, rgb, frame_id=msg.header.frame_id, stamp_ns=ns)
+        self.master.push(frame)  # a full inbox counts it in and dropped, on the master's thread
 
     # -- outputs -------------------------------------------------------------------------------------
 
     def publish_frame(self, frame: Frame, labels: np.ndarray) -> None:
-        """Master thread: publish one finished frame (labels at the input size) with its header."""
-        header = self._headers.pop(frame.index, None)
-        for stale in [i for i in self._headers if i < frame.index]:  # frames the scheduler dropped
-            del self._headers[stale]
-        if header is None:
-            return
+        """Master thread: publish one finished frame (labels at the input size) with its input's header."""
+        from std_msgs.msg import Header
+
+        ns = frame.stamp_ns if frame.stamp_ns is not None else round(frame.stamp * 1e9)
+        header = Header(stamp=ros_time(ns), frame_id=frame.frame_id)
         self.pub_seg.publish(self.codec.to_msg(labels, header))
         if self.pub_color is not None:
             self.pub_color.publish(self.codec.to_msg(colorize(labels), header))
         if self.pub_overlay is not None:
             self.pub_overlay.publish(self.codec.to_msg(overlay(frame.raw, labels), header))
 
-    def _publish_stats(self, started: float) -> None:
+    def _publish_stats(self, m: MasterNode) -> None:
+        """Master thread, every ``stats_period`` (the master's heartbeat hook): stats, /diagnostics."""
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
         from std_msgs.msg import String
 
-        m = self.master
-        m.wall_s = time.perf_counter() - started
         rep = m.report()
         rep["slaves_alive"] = sorted(m.wm.slaves)
         rep["bad_input"] = self._bad_input
@@ -261,6 +263,7 @@ class MasterRos(Node):
             "frames_in": m.frames_in,
             "frames_out": m.frames_out,
             "frames_dropped": m.frames_dropped,
+            "frames_pending": m.pending,
             "fps": round(rep["fps"], 2),
             "seg_fraction": round(rep["seg_fraction"], 3),
             "slaves_alive": alive,
@@ -284,7 +287,6 @@ class MasterRos(Node):
 
     def _loop(self) -> None:
         m, stop = self.master, self._stop
-        started = time.perf_counter()
         waited = m.wait_for_slaves(self.p["slaves_expected"], self.p["wait_timeout"], stop)
         if not waited and not stop.is_set():
             self.get_logger().warning(
@@ -297,38 +299,13 @@ class MasterRos(Node):
             return
         self.get_logger().info(f"slaves alive: {', '.join(sorted(m.wm.slaves))}")
         self._subscribe_camera()
-        self.run_live(started)
-
-    def run_live(self, started: float, sinks: Sequence[Any] | None = None) -> None:
-        """
-        The master's loop over a live stream: frames as they arrive, results as they come back.
-
-        ``MasterNode.run`` pulls frames from an iterator; a camera pushes them, so this feeds them with
-        the public :meth:`MasterNode.submit` and steps the master with :meth:`MasterNode.poll`.
-        """
-        m, stop = self.master, self._stop
-        out = list(sinks) if sinks is not None else [_RosSink(self)]
-        next_stats = time.monotonic() + self.p["stats_period"]
-        while not stop.is_set():
-            while True:
-                try:
-                    frame = self._frames.get_nowait()
-                except queue.Empty:
-                    break
-                try:
-                    m.submit(frame)
-                except ValueError as exc:  # cannot happen for converted frames; never fatal
-                    self._headers.pop(frame.index, None)
-                    self._bad_input += 1
-                    self.get_logger().warning(f"frame refused: {exc}", throttle_duration_sec=5.0)
-            now = time.monotonic()
-            if now >= next_stats:
-                next_stats = now + self.p["stats_period"]
-                try:
-                    self._publish_stats(started)
-                except Exception as exc:  # context shutting down
-                    self.get_logger().debug(f"stats not published: {exc}")
-            m.poll(out, (), timeout=0.01)
+        try:
+            m.run(None, [_RosSink(self)], stop=stop)
+        except Exception as exc:
+            if stop.is_set() or not self.context.ok():
+                return  # shutting down: a publisher whose context is gone
+            self.get_logger().fatal(f"master loop failed: {exc!r}")  # say why output stopped
+            raise
 
     def close(self) -> None:
         """Stop the master thread, withdraw from the cluster, close the transport."""
@@ -336,6 +313,7 @@ class MasterRos(Node):
         self._thread.join(timeout=2.0)
         self.master.close()
         self.transport.close()
+        stop_forwarding(self._log_handler)
 
 
 def main(args: Sequence[str] | None = None) -> int:

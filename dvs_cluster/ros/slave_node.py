@@ -19,6 +19,7 @@ from rclpy.node import Node
 
 from dvs_cluster.nodes.slave import SlaveNode
 from dvs_cluster.ros.common import check_ros_name, make_transport, output_qos, run_node, transport_specs
+from dvs_cluster.ros.log_bridge import forward_logging, stop_forwarding
 from dvs_cluster.ros.params import ParameterError, Spec, declare, validate
 
 
@@ -75,6 +76,7 @@ class SlaveRos(Node):
     def __init__(self, node_name: str = "slave", **kwargs: Any) -> None:
         """Declare parameters, load the models (errors name the parameter), join the cluster."""
         super().__init__(node_name, **kwargs)
+        self._log_handler = forward_logging(self)  # dvs_cluster.* records -> this node's logger, /rosout
         p = self.p = declare(self, SLAVE_SPECS)
         self.slave_name = p["slave_name"] or self.get_name()
         validate(Spec("slave_name", "", "", check=check_ros_name), self.slave_name)
@@ -160,6 +162,7 @@ class SlaveRos(Node):
         self._thread.join(timeout=2.0)
         self.slave.close()
         self.transport.close()
+        stop_forwarding(self._log_handler)
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -46,6 +46,7 @@ class Watcher:
 
     def __init__(self, ns: str) -> None:
         import rclpy
+        from rcl_interfaces.msg import Log
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -60,10 +61,12 @@ class Watcher:
         self.seg: list[Any] = []
         self.color: list[Any] = []
         self.stats: list[dict[str, Any]] = []
+        self.rosout: list[Any] = []
         self.node.create_subscription(Image, "camera/image_raw", lambda m: self.camera.append(m.header), qos)
         self.node.create_subscription(Image, "segmentation", self.seg.append, qos)
         self.node.create_subscription(Image, "segmentation_color", self.color.append, qos)
         self.node.create_subscription(String, "stats", lambda m: self.stats.append(json.loads(m.data)), qos)
+        self.node.create_subscription(Log, "/rosout", self.rosout.append, QoSProfile(depth=1000))
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -75,7 +78,7 @@ class Watcher:
         self.context.try_shutdown()
 
 
-def _params(tmp: Path, models: Path, extra: str = "") -> Path:
+def _params(tmp: Path, models: Path, extra: str = "", frames: int = FRAMES) -> Path:
     p = tmp / "params.yaml"
     p.write_text(
         f"""/**:
@@ -88,11 +91,26 @@ def _params(tmp: Path, models: Path, extra: str = "") -> Path:
     threads: 1
     source: synthetic
     rate: 4.0
-    frames: {FRAMES}
+    frames: {frames}
     wait_for_subscribers: 2   # the master and this test's watcher
 {extra}"""
     )
     return p
+
+
+def _node_pids(ns: str, name: str) -> list[int]:
+    """PIDs of the processes ``ros2 launch`` started for node ``name`` in namespace ``ns``."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"__node:={name}".encode() in argv and f"__ns:=/{ns}".encode() in argv:
+            pids.append(int(d.name))
+    return pids
 
 
 def _wait(cond: Any, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
@@ -223,6 +241,51 @@ def test_mixed_cluster_launch(tmp_path: Path, models_dir: Path) -> None:
         w.close()
     _check_clean_exit(log, 3)
     assert zslave.returncode == 0, zlog.read_text()[-2000:]
+
+
+def test_slave_kill_is_logged_on_rosout(tmp_path: Path, models_dir: Path) -> None:
+    """kill -9 of a slave: the master's "slave ... gone; ... re-queued" reaches /rosout as a WARN."""
+    ns = f"t{uuid.uuid4().hex[:6]}"
+    w = Watcher(f"/{ns}")
+    log = tmp_path / "launch.log"
+    frames = 80  # 20 s of camera: the kill lands mid-stream
+    proc = _start(
+        [
+            "ros2",
+            "launch",
+            "dvs_cluster",
+            "cluster.launch.py",
+            "slaves:=2",
+            f"namespace:={ns}",
+            "camera_topic:=camera/image_raw",
+            f"params_file:={_params(tmp_path, models_dir, frames=frames)}",
+            f"cluster_id:=c{ns}",
+        ],
+        log,
+    )
+
+    def gone() -> list[Any]:
+        return [
+            m
+            for m in list(w.rosout)
+            if m.name == f"{ns}.master" and "slave slave1 gone" in m.msg and "re-queued" in m.msg
+        ]
+
+    try:
+        assert _wait(lambda: len(w.seg) >= 3 or _died(log), 120.0, proc), log.read_text()[-3000:]
+        pids = _node_pids(ns, "slave1")
+        assert len(pids) == 1, pids
+        os.kill(pids[0], signal.SIGKILL)
+        out_at_kill = len(w.seg)
+        # DDS notices a killed participant when its lease ends (cyclonedds: 10 s).
+        assert _wait(lambda: bool(gone()), 60.0, proc), [m.msg for m in w.rosout if "master" in m.name][-20:]
+        assert gone()[0].level == 30  # WARN, the level the Python record had
+        assert _wait(lambda: len(w.seg) > out_at_kill + 4, 60.0, proc)  # slave0 carries on alone
+    finally:
+        _stop(proc)
+        w.close()
+    text = log.read_text(errors="replace")
+    assert text.count("process has finished cleanly") == 3, text[-3000:]  # camera, master, slave0
 
 
 @pytest.mark.parametrize(
