@@ -62,6 +62,14 @@ class BenchContext:
     quality: str = "miou"
 
     @property
+    def max_age(self) -> int:
+        """The DVSNet rule's key-age cap (``--max-age``, else the default)."""
+        from dvs_cluster.core.policy import DEFAULT_MAX_AGE
+
+        v = self.options.get("max_age")
+        return DEFAULT_MAX_AGE if v is None else int(v)
+
+    @property
     def propagate(self) -> bool:
         """Whether the flow path warps the previous step's output (``--warp-from previous``)."""
         return str(self.options.get("warp_from") or "previous") == "previous"
@@ -191,13 +199,13 @@ def canonical_name(name: str) -> str:
     )
 
 
-def _policy_for(cfg: InProcess, threshold: float) -> DecisionPolicy:
+def _policy_for(cfg: InProcess, threshold: float, max_age: int) -> DecisionPolicy:
     if cfg.kind == "segpath":
         return SegPathPolicy()
     if cfg.kind == "single":
-        return DVSNetPolicy(threshold)
+        return DVSNetPolicy(threshold, max_age=max_age)
     if cfg.kind == "dynamic":
-        return DVSNetPolicy(threshold, dynamic=True)
+        return DVSNetPolicy(threshold, dynamic=True, max_age=max_age)
     return FixedIntervalPolicy(cfg.k)
 
 
@@ -275,7 +283,7 @@ def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
     cfg = parse_in_process(name)
     if cfg is not None:
         models = config_models(cfg, ctx)
-        policy = _policy_for(cfg, ctx.threshold_for(models))
+        policy = _policy_for(cfg, ctx.threshold_for(models), ctx.max_age)
         extra: dict[str, Any] = {
             "policy": policy.name,
             "kind": "per-frame" if cfg.kind == "segpath" else "dvs",
@@ -326,7 +334,7 @@ def sweep(
     for flow in flows:
         models = ctx.models_for(flow)
         for th in thresholds:
-            st = run_single(ctx, DVSNetPolicy(th), models)
+            st = run_single(ctx, DVSNetPolicy(th, max_age=ctx.max_age), models)
             out.append(
                 {
                     "flow": getattr(models, "flow_source", None),

@@ -217,6 +217,20 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         type=validate.threshold,
         help="DN threshold on 0..100: score below -> segmentation path (default: model card, else 90)",
     )
+    add_max_age_option(g)
+
+
+def add_max_age_option(g: argparse._ArgumentGroup) -> None:
+    """--max-age: the key-age cap of the DVSNet rule (every command that picks a policy)."""
+    from dvs_cluster.core.policy import DEFAULT_MAX_AGE
+
+    g.add_argument(
+        "--max-age",
+        type=_nonneg_int,
+        default=None,
+        help=f"replace a key this many frames old whatever the DN says (default {DEFAULT_MAX_AGE}; "
+        "0 = DVSNet's rule alone)",
+    )
 
 
 def make_models_factory(args: argparse.Namespace) -> Any:
@@ -247,7 +261,7 @@ def domain_note(source: str | None, models: str | None, quiet: bool = False) -> 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Run Single over a source and write the requested outputs."""
     from dvs_cluster.bench import default_threshold
-    from dvs_cluster.core.policy import make_policy
+    from dvs_cluster.core.policy import make_policy, policy_spec
     from dvs_cluster.engine import Progress, SingleEngine
     from dvs_cluster.io.sinks import Sink, VideoSink, write_json
     from dvs_cluster.io.sources import is_synthetic, open_source
@@ -266,7 +280,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     synthetic = is_synthetic(args.source)
     threshold = args.threshold if args.threshold is not None else default_threshold(models, synthetic)
     try:
-        policy = make_policy(args.policy, threshold=threshold)
+        policy = make_policy(policy_spec(args.policy, args.max_age), threshold=threshold)
     except ValueError as e:
         raise CliError(str(e)) from None
     source = open_source(args.source, args.width, args.height, args.resize, args.frames, topic=args.topic)

@@ -49,3 +49,34 @@ def test_segpath_and_factory() -> None:
     for bad in ("fixed", "fixedx", "nope"):
         with pytest.raises(ValueError, match="unknown policy"):
             make_policy(bad)
+
+
+def test_max_age_caps_the_dvsnet_rule() -> None:
+    from dvs_cluster.core.policy import DVSNetPolicy, make_policy, policy_spec
+
+    p = DVSNetPolicy(50.0, max_age=3)
+    assert p.forced(0, 2) is None and p.forced(0, 3) == "seg" and p.forced(0, 9) == "seg"
+    assert DVSNetPolicy(50.0).forced(0, 100) is None  # DVSNet's own rule never forces
+    q = make_policy("dvsnet:max4", 90.0)
+    assert isinstance(q, DVSNetPolicy) and q.max_age == 4 and q.threshold == 90.0
+    assert policy_spec("dvsnet", 4) == "dvsnet:max4" and policy_spec("fixed3", 4) == "fixed3"
+    assert policy_spec("dvsnet", 0) == "dvsnet"
+    with pytest.raises(ValueError, match="dvsnet:maxK"):
+        make_policy("dvsnet:4")
+
+
+def test_a_forced_step_runs_no_flow_and_no_dn() -> None:
+    import numpy as np
+    from fake_models import FakeModels
+
+    from dvs_cluster.core.keys import KeyBuffer
+    from dvs_cluster.core.policy import DVSNetPolicy
+    from dvs_cluster.core.processor import RegionProcessor
+
+    m = FakeModels()
+    proc = RegionProcessor(m, DVSNetPolicy(0.0, max_age=2))  # the DN alone would never segment
+    buf = KeyBuffer(1)
+    img = np.zeros((32, 64, 3), np.uint8)
+    paths = [proc.step(0, t, img, buf).path for t in range(6)]
+    assert paths == ["seg", "flow", "seg", "flow", "seg", "flow"]
+    assert m.calls["dn"] == 3 and m.calls["flow"] == 3  # only the steps the cap did not decide

@@ -29,6 +29,10 @@ class DecisionPolicy(Protocol):
         """Record the path taken (stateful policies adapt here)."""
         ...
 
+    def forced(self, region: int, key_age: int) -> Path | None:
+        """A path the key age alone decides (the nets then do not run), else None."""
+        ...
+
 
 class DVSNetPolicy:
     """
@@ -36,15 +40,27 @@ class DVSNetPolicy:
 
     ``dynamic=True`` adapts a per-region threshold as in DVSNet: -1 after each segmentation step,
     +0.1 after each flow step (clamped to 0..100), starting at ``threshold``.
+
+    ``max_age`` (K > 0): a key K or more frames old is replaced whatever the DN says, without running
+    the flow source and the DN. The DN then spends the keys between the regular ones where a region
+    needs them (a cut, fast motion); a uniform spread of keys is what the flow path's steady decay
+    with age rewards (on the synthetic bench the DN alone spent its keys worse than a fixed interval).
     """
 
     uses_score = True
 
-    def __init__(self, threshold: float = 90.0, dynamic: bool = False) -> None:
+    def __init__(self, threshold: float = 90.0, dynamic: bool = False, max_age: int = 0) -> None:
+        if max_age < 0:
+            raise ValueError(f"max_age must be >= 0, got {max_age}")
         self.threshold = float(threshold)
         self.dynamic = dynamic
-        self.name = f"DVSNet(t={self.threshold:g}{', dynamic' if dynamic else ''})"
+        self.max_age = int(max_age)
+        cap = f", max age {self.max_age}" if self.max_age else ""
+        self.name = f"DVSNet(t={self.threshold:g}{', dynamic' if dynamic else ''}{cap})"
         self._thresholds: dict[int, float] = {}
+
+    def forced(self, region: int, key_age: int) -> Path | None:
+        return "seg" if self.max_age and key_age >= self.max_age else None
 
     def threshold_for(self, region: int) -> float:
         """Current threshold of a region (the static one unless dynamic)."""
@@ -79,6 +95,9 @@ class FixedIntervalPolicy:
     def observe(self, region: int, path: Path) -> None:
         return None
 
+    def forced(self, region: int, key_age: int) -> Path | None:
+        return self.decide(region, key_age, None)
+
 
 class SegPathPolicy:
     """Always the segmentation path: the accuracy reference (every region, every frame)."""
@@ -92,14 +111,41 @@ class SegPathPolicy:
     def observe(self, region: int, path: Path) -> None:
         return None
 
+    def forced(self, region: int, key_age: int) -> Path | None:
+        return "seg"
 
-def make_policy(spec: str, threshold: float = 90.0, dynamic: bool = False) -> DecisionPolicy:
-    """Policy from a CLI name: ``dvsnet`` | ``dynamic`` | ``fixedK`` (e.g. ``fixed5``) | ``segpath``."""
+
+#: Key-age cap of the DVSNet rule by default (``--max-age``; 0 = DVSNet's rule alone); from the bench.
+DEFAULT_MAX_AGE = 0
+
+
+def policy_spec(policy: str, max_age: int | None = None) -> str:
+    """``policy`` with the key-age cap written in (``dvsnet`` + 4 -> ``dvsnet:max4``), as tasks carry it."""
+    cap = DEFAULT_MAX_AGE if max_age is None else max_age
+    p = policy.strip().lower()
+    if cap and p in ("dvsnet", "single", "dynamic"):
+        return f"{p}:max{cap}"
+    return p
+
+
+def make_policy(
+    spec: str, threshold: float = 90.0, dynamic: bool = False, max_age: int = 0
+) -> DecisionPolicy:
+    """
+    Policy from a CLI name: ``dvsnet`` | ``dynamic`` | ``fixedK`` (e.g. ``fixed5``) | ``segpath``.
+
+    ``dvsnet`` and ``dynamic`` take a key-age cap as ``:maxK`` (``dvsnet:max4``; overrides ``max_age``).
+    """
     s = spec.strip().lower()
-    if s in ("dvsnet", "single"):
-        return DVSNetPolicy(threshold, dynamic=dynamic)
-    if s == "dynamic":
-        return DVSNetPolicy(threshold, dynamic=True)
+    head, _, cap = s.partition(":")
+    if head in ("dvsnet", "single", "dynamic"):
+        if cap:
+            if not (cap.startswith("max") and cap[3:].isdigit()):
+                raise ValueError(
+                    f"unknown policy {spec!r} (a key-age cap is written dvsnet:maxK, e.g. dvsnet:max4)"
+                )
+            max_age = int(cap[3:])
+        return DVSNetPolicy(threshold, dynamic=dynamic or head == "dynamic", max_age=max_age)
     if s in ("segpath", "seg"):
         return SegPathPolicy()
     if s.startswith("fixed"):

@@ -155,7 +155,10 @@ class RegionProcessor:
             if key.image.shape != image.shape:
                 raise ValueError(f"region {region}: key is {key.image.shape}, current is {image.shape}")
             age = timestep - key.key_timestep
-            if self.policy.uses_score:
+            forced = self.policy.forced(region, age)
+            if forced is not None:
+                path = forced
+            elif self.policy.uses_score:
                 t0 = time.perf_counter()
                 flow, features = self.models.flow(key.image, image)
                 timings["flow"] = _ms(t0)

@@ -217,6 +217,7 @@ def cluster_commands(
     ]
     mcmd += ["--rows", str(ctx.rows), "--cols", str(ctx.cols), "--overlap", str(ctx.overlap)]
     mcmd += ["--threshold", f"{ctx.threshold:g}", "--max-in-flight", str(opt.max_in_flight)]
+    mcmd += ["--max-age", str(ctx.max_age)]
     mcmd += ["--queue", str(opt.queue), "--forward-threshold", str(opt.forward_threshold)]
     mcmd += ["--key-quantize", opt.key_quantize, "--json", str(report), "--trace", str(trace)]
     if opt.affinity:

@@ -105,7 +105,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_master_args(p: argparse.ArgumentParser) -> None:
-    from dvs_cluster.cli import SAVE_OVERLAY_HELP, _positive_int, add_record_option, add_source_options
+    from dvs_cluster.cli import (
+        SAVE_OVERLAY_HELP,
+        _positive_int,
+        add_max_age_option,
+        add_record_option,
+        add_source_options,
+    )
     from dvs_cluster.core.scheduler import REGION_ORDERS
 
     add_source_options(p)
@@ -118,6 +124,7 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save-overlay", metavar="PATH", help=SAVE_OVERLAY_HELP)
     g = p.add_argument_group("DVSNet")
     g.add_argument("--policy", default="dvsnet", help="dvsnet (default) | dynamic | segpath | fixedK")
+    add_max_age_option(g)
     g.add_argument(
         "--threshold",
         type=validate.threshold,
@@ -403,6 +410,7 @@ def _summary(rep: dict[str, Any]) -> str:
 
 def _master_config(args: argparse.Namespace) -> Any:
     from dvs_cluster.bench import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC
+    from dvs_cluster.core.policy import policy_spec
     from dvs_cluster.io.sources import is_synthetic
     from dvs_cluster.nodes.master import MasterConfig
 
@@ -414,7 +422,7 @@ def _master_config(args: argparse.Namespace) -> Any:
         rows=args.rows,
         cols=args.cols,
         overlap=args.overlap,
-        policy=args.policy,
+        policy=policy_spec(args.policy, args.max_age),
         threshold=model_default if args.threshold is None else args.threshold,
         max_in_flight=args.max_in_flight,
         max_queued_frames=args.queue,
@@ -500,14 +508,16 @@ def _run_master(
     ends the command before there is anything to stop.
     """
     from dvs_cluster.cli import CliError, domain_note, frame_sinks, overlay_sink
-    from dvs_cluster.core.policy import make_policy
+    from dvs_cluster.core.policy import make_policy, policy_spec
     from dvs_cluster.io.sinks import Sink
     from dvs_cluster.io.sources import open_source
     from dvs_cluster.nodes.console import Console, MasterWatch
     from dvs_cluster.nodes.master import MasterNode, Prefetch
 
     try:
-        make_policy(args.policy, 90.0 if args.threshold is None else args.threshold)
+        make_policy(
+            policy_spec(args.policy, args.max_age), 90.0 if args.threshold is None else args.threshold
+        )
         validate.check_grid(args.width, args.height, args.rows, args.cols, args.overlap)
     except ValueError as e:
         raise CliError(str(e)) from None

@@ -34,7 +34,7 @@ import numpy as np
 from rclpy.node import Node
 
 from dvs_cluster.core.classes import colorize, overlay
-from dvs_cluster.core.policy import make_policy
+from dvs_cluster.core.policy import DEFAULT_MAX_AGE, make_policy, policy_spec
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.core.scheduler import REGION_ORDERS
 from dvs_cluster.io.sinks import _jsonable
@@ -72,6 +72,13 @@ MASTER_SPECS = [
     Spec("overlap", 0, "region overlap margin in pixels", lo=0, hi=256),
     Spec("resize", "letterbox", "fit other input sizes", choices=RESIZE_MODES),
     Spec("policy", "dvsnet", "decision policy: dvsnet | dynamic | segpath | fixedK", check=_check_policy),
+    Spec(
+        "max_age",
+        DEFAULT_MAX_AGE,
+        "replace a key this many frames old whatever the DN says (0: DVSNet's rule alone)",
+        lo=0,
+        hi=1000,
+    ),
     Spec(
         "threshold", -1.0, "DN threshold 0..100 (score below: segmentation path); -1: model card", -1.0, 100.0
     ),
@@ -137,7 +144,7 @@ class MasterRos(Node):
             rows=p["rows"],
             cols=p["cols"],
             overlap=p["overlap"],
-            policy=p["policy"],
+            policy=policy_spec(p["policy"], p["max_age"]),
             threshold=p["threshold"],
             max_in_flight=p["max_in_flight"],
             max_queued_frames=p["max_queued_frames"],

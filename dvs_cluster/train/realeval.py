@@ -198,15 +198,22 @@ def video_sweep(
     thresholds: list[float],
     width: int = RUNTIME_W,
     height: int = RUNTIME_H,
+    max_age: int | None = None,
 ) -> list[dict[str, Any]]:
-    """:func:`video_agreement` at several thresholds in one pass: the seg-path reference runs once."""
-    from dvs_cluster.core.policy import DVSNetPolicy, SegPathPolicy
+    """
+    :func:`video_agreement` at several thresholds in one pass: the seg-path reference runs once.
+
+    The DVS engines run the runtime's default rule: the key-age cap ``max_age`` (None: the default)
+    and the propagated flow path.
+    """
+    from dvs_cluster.core.policy import DEFAULT_MAX_AGE, DVSNetPolicy, SegPathPolicy
     from dvs_cluster.engine import SingleEngine
 
     if not thresholds:
         raise ValueError("no thresholds")
+    cap = DEFAULT_MAX_AGE if max_age is None else max_age
     ref = SingleEngine(models, SegPathPolicy(), width, height)
-    engines = [SingleEngine(models, DVSNetPolicy(th), width, height) for th in thresholds]
+    engines = [SingleEngine(models, DVSNetPolicy(th, max_age=cap), width, height) for th in thresholds]
     n = len(engines)
     per_frame: list[list[float]] = [[] for _ in range(n)]
     t_dvs = [0.0] * n
@@ -236,6 +243,7 @@ def video_sweep(
             {
                 "frames": len(pf),
                 "threshold": th,
+                "max_age": cap,
                 "agreement": equal[i] / max(1, total) * 100.0,
                 "agreement_min_frame": float(pf.min()),
                 "agreement_p10_frame": float(np.percentile(pf, 10)),
