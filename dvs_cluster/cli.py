@@ -157,8 +157,8 @@ def add_net_options(g: argparse._ArgumentGroup) -> None:
         "--flow",
         default=None,
         metavar="SOURCE",
-        help="flow source of the flow path: dis[:ultrafast|fast|medium][@SCALE] (OpenCV DIS, the "
-        "default) | onnx (the paper's FlowNet-S, flow.onnx)",
+        help="flow source of the flow path: dis[:ultrafast|fast|medium][@SCALE] (OpenCV DIS on the "
+        "region scaled by SCALE; default dis@0.5) | onnx (the paper's FlowNet-S, flow.onnx)",
     )
     g.add_argument(
         "--warp-from",

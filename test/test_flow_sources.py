@@ -96,7 +96,7 @@ def _synthetic_regions(seed: int, t: int) -> np.ndarray:
     return np.ascontiguousarray(img[256:, :512])  # bottom-left region
 
 
-@pytest.mark.parametrize("flow", ["dis", "onnx"])
+@pytest.mark.parametrize("flow", ["dis@0.5", "onnx"])
 def test_dn_v2_contract_and_scene_cut(flow: str) -> None:
     """The shipped DN v2 of each flow source loads, keeps its I/O, scores a cut far below a step."""
     d = shipped_model_dir()
@@ -105,7 +105,7 @@ def test_dn_v2_contract_and_scene_cut(flow: str) -> None:
     m = OnnxModels(d, flow=flow, dn="v2", threads=ThreadPolicy(1))
     inputs = [(i.name, i.shape) for i in m.sessions["dn2"].get_inputs()]
     assert [n for n, _ in inputs] == ["cues", "age"]
-    assert m.metadata["dn"]["flow_source"] == canonical_flow_spec(flow)
+    assert m.metadata["dn"]["flow_source"] == canonical_flow_spec(flow)  # trained for this flow
     key, step = _synthetic_regions(9030, 40), _synthetic_regions(9030, 41)
     cut = _synthetic_regions(9031, 40)
     _, f_step = m.flow(key, step)

@@ -51,7 +51,7 @@ SLAVE_SPECS = [
         lo=0,
         hi=256,
     ),
-    Spec("flow", "dis", "flow source: dis[:ultrafast|fast|medium][@SCALE] or onnx (FlowNet-S)"),
+    Spec("flow", "dis@0.5", "flow source: dis[:ultrafast|fast|medium][@SCALE] or onnx (FlowNet-S)"),
     Spec(
         "dn",
         "auto",
