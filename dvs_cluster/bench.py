@@ -69,10 +69,11 @@ class BenchContext:
         v = self.options.get("max_age")
         return DEFAULT_MAX_AGE if v is None else int(v)
 
-    @property
-    def propagate(self) -> bool:
-        """Whether the flow path warps the previous step's output (``--warp-from previous``)."""
-        return str(self.options.get("warp_from") or "previous") == "previous"
+    def propagate_for(self, models: Any) -> bool:
+        """Whether the flow path warps the previous output with ``models`` (``--warp-from``)."""
+        from dvs_cluster.inference import propagate_for
+
+        return propagate_for(str(self.options.get("warp_from") or "auto"), getattr(models, "models", models))
 
     _models: dict[str, Any] = field(default_factory=dict)
 
@@ -262,7 +263,7 @@ def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) ->
     """The in-process engine over the context's frames (``models``: the default set if None)."""
     models = ctx.models if models is None else models
     engine = SingleEngine(
-        models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap, ctx.propagate
+        models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap, ctx.propagate_for(models)
     )
     warm = getattr(models, "warmup", None)
     if callable(warm):

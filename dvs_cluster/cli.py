@@ -162,10 +162,10 @@ def add_net_options(g: argparse._ArgumentGroup) -> None:
     )
     g.add_argument(
         "--warp-from",
-        choices=("previous", "key"),
-        default="previous",
-        help="what the flow path warps: the region's previous output (default; each flow then spans one "
-        "frame) or the key itself (DVSNet)",
+        choices=("auto", "previous", "key"),
+        default="auto",
+        help="what the flow path warps: the region's previous output (each flow then spans one frame) or "
+        "the key itself (DVSNet); auto (default): previous with the DN v2, key with DVSNet's DN v1",
     )
     g.add_argument(
         "--dn",
@@ -263,6 +263,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from dvs_cluster.bench import default_threshold
     from dvs_cluster.core.policy import make_policy, policy_spec
     from dvs_cluster.engine import Progress, SingleEngine
+    from dvs_cluster.inference import propagate_for
     from dvs_cluster.io.sinks import Sink, VideoSink, write_json
     from dvs_cluster.io.sources import is_synthetic, open_source
 
@@ -315,7 +316,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 args.rows,
                 args.cols,
                 args.overlap,
-                propagate=args.warp_from == "previous",
+                propagate=propagate_for(args.warp_from, models),
             )
         except ValueError as e:
             raise CliError(str(e)) from None
@@ -336,7 +337,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "source": source.name,
             "policy": policy.name,
             "threshold": threshold,
-            "warp_from": args.warp_from,
+            "warp_from": "previous" if engine.processor.propagate else "key",
             "frame_size": [args.width, args.height],
             "grid": [args.rows, args.cols],
             "overlap": args.overlap,

@@ -259,6 +259,24 @@ def model_files(flow: str, dn: str = "auto") -> dict[str, str]:
     return files
 
 
+WARP_FROM = ("auto", "previous", "key")
+
+
+def propagate_for(warp_from: str, models: Any) -> bool:
+    """
+    Whether the flow path warps the previous output (``--warp-from``).
+
+    ``auto``: when the DN can judge a chain, i.e. the DN v2, whose cues are taken against the key;
+    DVSNet's DN v1 reads the flow net's features of one pair only, so with it the flow path warps the
+    key, as in the paper.
+    """
+    if warp_from not in WARP_FROM:
+        raise ModelError(f"unknown --warp-from {warp_from!r} (use {', '.join(WARP_FROM)})")
+    if warp_from == "auto":
+        return getattr(models, "dn_version", "v2") != "v1"
+    return warp_from == "previous"
+
+
 def pad_to_multiple(image: UInt8Array, multiple: int = PAD_MULTIPLE) -> UInt8Array:
     """Edge-replicate the bottom/right of an (h, w, 3) image up to multiples of ``multiple``."""
     h, w = image.shape[:2]

@@ -198,7 +198,7 @@ def cluster_commands(
         cmd = [sys.executable, *entry, "--name", f"slave{i}", *common, "--connect", endpoint]
         cmd += ["--threads", "1", "--providers", providers, "--models", models]
         cmd += ["--flow", str(o.get("flow") or DEFAULT_FLOW), "--dn", str(o.get("dn") or "auto")]
-        cmd += ["--warp-from", str(o.get("warp_from") or "previous")]
+        cmd += ["--warp-from", str(o.get("warp_from") or "auto")]
         cmd += ["--result-quantize", opt.result_quantize]
         slave_cmds.append((cmd, core))
     slug = _slug(name)

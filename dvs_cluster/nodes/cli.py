@@ -609,6 +609,7 @@ def cmd_slave(args: argparse.Namespace) -> int:
     """``dvs-cluster slave --name NAME``: serve until SIGINT/SIGTERM, saying whether a master is there."""
     _setup_logging(args.verbose)
     from dvs_cluster.cli import models_from_args
+    from dvs_cluster.inference import propagate_for
     from dvs_cluster.nodes.console import Console, SlaveWatch, where
     from dvs_cluster.nodes.slave import SlaveNode
     from dvs_cluster.transport.base import ClusterKeys
@@ -631,7 +632,7 @@ def cmd_slave(args: argparse.Namespace) -> int:
             models,
             cluster_id=args.cluster,
             quantize=args.result_quantize,
-            propagate=args.warp_from == "previous",
+            propagate=propagate_for(args.warp_from, models),
             hooks=getattr(args, "slave_hooks", None),
         )
         log.info("slave %s: models loaded, serving tasks (cluster %s)", args.name, args.cluster)

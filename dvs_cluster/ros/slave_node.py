@@ -59,6 +59,12 @@ SLAVE_SPECS = [
         choices=("auto", "v1", "v2"),
     ),
     Spec(
+        "warp_from",
+        "auto",
+        "what the flow path warps: previous output (one-frame flows) | key (DVSNet) | auto (by the DN)",
+        choices=("auto", "previous", "key"),
+    ),
+    Spec(
         "result_quantize",
         "float32",
         "encoding of seg-path logits sent back",
@@ -80,7 +86,7 @@ class SlaveRos(Node):
         p = self.p = declare(self, SLAVE_SPECS)
         self.slave_name = p["slave_name"] or self.get_name()
         validate(Spec("slave_name", "", "", check=check_ros_name), self.slave_name)
-        from dvs_cluster.inference import ModelError, OnnxModels, ThreadPolicy
+        from dvs_cluster.inference import ModelError, OnnxModels, ThreadPolicy, propagate_for
 
         try:
             models = OnnxModels(
@@ -115,7 +121,7 @@ class SlaveRos(Node):
             cluster_id=p["cluster_id"],
             quantize=p["result_quantize"],
             heartbeat_s=p["heartbeat_period"],
-            propagate=p["warp_from"] == "previous",
+            propagate=propagate_for(p["warp_from"], models),
         )
         from diagnostic_msgs.msg import DiagnosticArray
 

