@@ -91,6 +91,26 @@ def make_random_models(out: Path, seed: int = 0) -> Path:
         [c, hundred, ax],
         "dn",
     )
+    # DN v2 stand-ins (one per flow kind): 100 - 4 * mean(cues) - 10 * age.
+    ten = nh.from_array(np.array(10.0, np.float32), "ten")
+    for name in ("dn2_dis", "dn2_flownet"):
+        save(
+            [
+                h.make_node("ReduceMean", ["cues"], ["m"], axes=[1, 2, 3], keepdims=0),
+                h.make_node("Mul", ["m", "c"], ["mc"]),
+                h.make_node("Sub", ["hundred", "mc"], ["s"]),
+                h.make_node("Unsqueeze", ["s", "ax"], ["s1"]),
+                h.make_node("Mul", ["age", "ten"], ["a10"]),
+                h.make_node("Sub", ["s1", "a10"], ["score"]),
+            ],
+            [
+                h.make_tensor_value_info("cues", T.FLOAT, ["N", 8, 4, 8]),
+                h.make_tensor_value_info("age", T.FLOAT, ["N", 1]),
+            ],
+            [h.make_tensor_value_info("score", T.FLOAT, ["N", 1])],
+            [c, hundred, ax, ten],
+            name,
+        )
     return out
 
 
@@ -100,7 +120,7 @@ def model_dir(tmp_factory: pytest.TempPathFactory) -> Path:
 
     try:
         d = resolve_model_dir()
-        if all((d / f).is_file() for f in ("seg.onnx", "flow.onnx", "dn.onnx")):
+        if all((d / f).is_file() for f in ("seg.onnx", "flow.onnx", "dn.onnx", "dn2_dis.onnx")):
             return d
     except ModelError:
         pass

@@ -36,8 +36,9 @@ def build_parser(budgets: Sequence[str] = BUDGET_NAMES, prog: str = PROG) -> arg
     ap.add_argument("--work", type=Path, default=Path("build/train"), help="checkpoints")
     ap.add_argument(
         "--stages",
-        default="seg,flow,dn",
-        help="comma list of seg,flow,dn; the others are read from the ONNX files in --out",
+        default="seg,flow,dn,dn2",
+        help="comma list of seg,flow,dn,dn2 (dn2: the DN v2 of the default flow source); the others are "
+        "read from the ONNX files in --out",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")

@@ -236,6 +236,19 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
 
+    if "dn2" in stages:
+        # The DN v2 of the default flow source (the runtime's default set needs it), same budget's data.
+        from dvs_cluster.inference import DEFAULT_FLOW
+        from dvs_cluster.train import dn2
+
+        info_path.write_text(json.dumps(info, indent=2))  # dn2 adds its record to the same file
+        steps = str(max(100, b.dn.steps))
+        quick = ["--no-eval"] if a.budget == "tiny" else []
+        dn2.main(
+            ["--models", str(a.out), "--flow", DEFAULT_FLOW, "--budget", a.budget, "--steps", steps, *quick]
+        )
+        info = json.loads(info_path.read_text())
+
     info["total_seconds_this_run"] = round(time.time() - t_all, 1)
     info["command"] = cmd
     info_path.write_text(json.dumps(info, indent=2))
