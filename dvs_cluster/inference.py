@@ -344,7 +344,7 @@ class OnnxModels:
                 )
             self.sessions[k] = sess
             self.metadata[k] = dict(sess.get_modelmeta().custom_metadata_map)
-        # The active DN's metadata is what thresholds are read from (bench.default_threshold).
+        # The active DN's metadata is what thresholds are read from (model_defaults.default_threshold).
         self.metadata["dn"] = self.metadata.pop("dn2", self.metadata.get("dn", {}))
         self.pad = {k: self._pad_multiple(k) for k in self.files}
         if warmup:

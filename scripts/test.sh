@@ -4,4 +4,5 @@
 source "$(dirname "$0")/_venv.sh" train,dev
 .venv/bin/ruff check dvs_cluster test
 .venv/bin/mypy dvs_cluster
+.venv/bin/lint-imports  # layers, training apart, no cycles (.importlinter)
 exec .venv/bin/python -m pytest -q -m "not ros" "$@"

@@ -35,7 +35,7 @@ def child(candidate: str, frames: int, flow: str) -> dict[str, Any]:
     import onnxruntime as ort
 
     from dvs_cluster import inference as inf
-    from dvs_cluster.bench import default_threshold
+    from dvs_cluster.model_defaults import default_threshold
     from dvs_cluster.core.policy import DVSNetPolicy, SegPathPolicy
     from dvs_cluster.engine import SingleEngine
     from dvs_cluster.io.sources import open_source

@@ -237,7 +237,7 @@ def test_master_restart_slaves_reconnect(chaos: Any) -> None:
 
 
 def test_fuzz_every_key_of_a_live_cluster(chaos: Any) -> None:
-    from dvs_cluster.fuzz import fuzz_bus
+    from dvs_cluster.nodes.fuzz import fuzz_bus
 
     c = chaos()
     c.start_slave("s0")
@@ -258,7 +258,7 @@ def test_fuzz_every_key_of_a_live_cluster(chaos: Any) -> None:
 
 
 def test_fuzz_in_process_exactly_once(models: Path) -> None:
-    from dvs_cluster.fuzz import fuzz_in_process
+    from dvs_cluster.nodes.fuzz import fuzz_in_process
 
     rep = fuzz_in_process(1500, seed=3, models_dir=str(models), frames=12)
     assert rep["sent_total"] == 1500
@@ -269,7 +269,7 @@ def test_fuzz_in_process_exactly_once(models: Path) -> None:
 
 def test_absurd_messages_each_have_a_defined_outcome(models: Path) -> None:
     """Well-typed nonsense: dropped with a reason, or (a task the slave can serve) answered safely."""
-    from dvs_cluster.fuzz import absurd_messages
+    from dvs_cluster.nodes.fuzz import absurd_messages
     from dvs_cluster.inference import OnnxModels
     from dvs_cluster.nodes.master import MasterConfig, MasterNode
     from dvs_cluster.nodes.slave import SlaveNode

@@ -24,37 +24,35 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_nodes_register_hook(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    mod = types.ModuleType("dvs_cluster.nodes.cli")
+    from dvs_cluster.nodes import cli as nodes_cli
 
     def register(sub: Any) -> None:
         p = sub.add_parser("master", help="fake master")
         p.set_defaults(func=lambda args: 7)
 
-    mod.register = register  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "dvs_cluster.nodes.cli", mod)
+    monkeypatch.setattr(nodes_cli, "register", register)
     assert main(["master"]) == 7
 
 
 def test_train_delegates_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
+    import dvs_cluster.train
+
     mod = types.ModuleType("dvs_cluster.train.cli")
     mod.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "dvs_cluster.train.cli", mod)
+    monkeypatch.setattr(dvs_cluster.train, "cli", mod, raising=False)
     assert main(["train", "--epochs", "1", "seg"]) == 0
     assert seen == [["--epochs", "1", "seg"]]
 
 
 def test_train_without_torch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib
+    import dvs_cluster.train
 
-    real = importlib.import_module
-
-    def fail(name: str, *a: Any, **k: Any) -> Any:
-        if name == "dvs_cluster.train.cli":
-            raise ModuleNotFoundError("No module named 'torch'", name="torch")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr("dvs_cluster.cli.importlib.import_module", fail)
+    # A fresh import of the training CLI that meets no torch (None in sys.modules: ModuleNotFoundError).
+    monkeypatch.setitem(sys.modules, "torch", None)  # type: ignore[arg-type]
+    monkeypatch.delitem(sys.modules, "dvs_cluster.train.cli", raising=False)
+    monkeypatch.delattr(dvs_cluster.train, "cli", raising=False)
     assert main(["train"]) == 2
     err = capsys.readouterr().err
     assert "dvs_cluster[train]" in err and "Traceback" not in err
@@ -85,7 +83,9 @@ def test_bench_json_shape_and_runner_hook(
     video = write_video(tmp_path / "v.mp4", frames=4)
     common = ["bench", "--source", str(video), "--width", "256", "--height", "128", "--threads", "1"]
     # 1+N without a registered cluster runner: clear error (hide the real one, nodes/bench.py)
-    monkeypatch.setattr(bench, "_load_runner_hooks", lambda: None)
+    import dvs_cluster.cli as cli_mod
+
+    monkeypatch.setattr(cli_mod, "_load_bench_hooks", lambda: None)
     monkeypatch.setattr(bench, "RUNNERS", {})
     assert main([*common, "--configs", "single,1+2", "--sweep", ""]) == 2
     assert "cluster runner" in capsys.readouterr().err

@@ -22,8 +22,8 @@ import numpy as np
 
 from dvs_cluster.core.classes import colorize, overlay
 from dvs_cluster.io import imgmsg
+from dvs_cluster.io.frame import DEFAULT_HEIGHT, DEFAULT_WIDTH, Frame, ResizeMode, Source, SourceError
 from dvs_cluster.io.sinks import SinkError, _jsonable
-from dvs_cluster.io.sources import DEFAULT_HEIGHT, DEFAULT_WIDTH, Frame, ResizeMode, Source, SourceError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"

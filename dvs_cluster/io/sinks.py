@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dvs_cluster.core.classes import colorize, overlay
-from dvs_cluster.io.sources import Frame
+from dvs_cluster.io.frame import Frame
 
 UInt8Array = npt.NDArray[np.uint8]
 Style = Literal["labels", "gt", "color", "overlay"]

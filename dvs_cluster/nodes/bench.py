@@ -1,14 +1,14 @@
 """
 Cluster configurations of ``dvs-cluster bench``: ``1+N[:option...]`` as real processes over Zenoh.
 
-``dvs_cluster.bench`` imports this module before it resolves configs; it registers the ``1+`` runner
-and the report hook (simulator validation, figures, Markdown: :mod:`dvs_cluster.sim.report`).
+``dvs-cluster bench`` (:mod:`dvs_cluster.cli`) imports this module before it runs; it registers the
+``1+`` runner and the report hook (simulator validation, figures, Markdown: :mod:`dvs_cluster.sim.report`).
 
 Each config starts N ``dvs-cluster slave`` processes and one ``dvs-cluster master`` process (TCP on
 loopback, multicast off, a fresh cluster id), the master reading the same source and frames as the
 in-process configs with ``--preload`` (fps of the cluster, not of the decoder). One slave stands for one
 board: onnxruntime intra-op threads = 1 and the process pinned to one core (``sched_setaffinity``).
-Cores are assigned round robin with the master first (:func:`dvs_cluster.sim.des.local_placement`);
+Cores are assigned round robin with the master first (:func:`dvs_cluster.placement.local_placement`);
 when processes outnumber cores they share them, and the row says so (``oversubscribed``: more slaves
 than cores; ``shared_cores``: some process shares its core) instead of passing that off as boards.
 
@@ -59,6 +59,8 @@ from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
 from dvs_cluster.core.processor import RegionOutcome
 from dvs_cluster.nodes.slave import SlaveHooks
+from dvs_cluster.placement import all_cores as all_cores  # re-exported: it lived here
+from dvs_cluster.placement import local_placement, pin_to
 from dvs_cluster.transport.messages import Result, Task
 
 QUANT_CODES = {"16": "float16", "8": "uint8", "32": "float32"}
@@ -134,26 +136,11 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
     return int(m.group(1)), o
 
 
-def all_cores() -> list[int]:
-    """Cores the bench may pin to: ``$DVS_BENCH_CORES`` (e.g. ``0,1``) or every online CPU."""
-    env = os.environ.get("DVS_BENCH_CORES")
-    if env:
-        return [int(c) for c in env.split(",") if c.strip()]
-    return list(range(os.cpu_count() or 1))
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _pin(core: int) -> Any:
-    def pre() -> None:
-        os.sched_setaffinity(0, {core})
-
-    return pre
 
 
 def _workdir(ctx: BenchContext) -> Path:
@@ -177,7 +164,6 @@ def cluster_commands(
 ) -> tuple[list[tuple[list[str], int]], tuple[list[str], int], dict[str, Any]]:
     """The slave and master command lines of a config, each with its core, and the run's metadata."""
     from dvs_cluster.inference import DEFAULT_FLOW, resolve_model_dir
-    from dvs_cluster.sim.des import local_placement
 
     slaves, opt = parse_config(name)
     master_core, slave_cores = local_placement(slaves, cores)
@@ -412,10 +398,10 @@ def _run_cluster_once(name: str, ctx: BenchContext) -> dict[str, Any]:
         for cmd, core in slave_cmds:
             procs.append(
                 subprocess.Popen(
-                    cmd, env=env, preexec_fn=_pin(core), stdout=log, stderr=log, start_new_session=True
+                    cmd, env=env, preexec_fn=pin_to(core), stdout=log, stderr=log, start_new_session=True
                 )
             )
-        master = subprocess.Popen(mcmd, env=env, preexec_fn=_pin(mcore), stdout=log, stderr=log)
+        master = subprocess.Popen(mcmd, env=env, preexec_fn=pin_to(mcore), stdout=log, stderr=log)
         pids = {p.pid: core for p, (_, core) in zip(procs, slave_cmds, strict=True)}
         pids[master.pid] = mcore
         sampler = _Sampler(pids)
@@ -554,9 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m dvs_cluster.nodes.bench slave|echo-slave SLAVE-OPTIONS", file=sys.stderr)
         return 2
     hooks, rest = WRAPPERS[args[0]](args[1:])
-    from dvs_cluster.cli import main as cli_main
+    from dvs_cluster.nodes.cli import main as cluster_main
 
-    return cli_main(["slave", *rest], slave_hooks=hooks)
+    return cluster_main(["slave", *rest], slave_hooks=hooks)
 
 
 def observe_in_process() -> Any:

@@ -5,7 +5,8 @@
 starts N slave processes on this machine, acts as the master itself, and stops the slaves when done
 (Ctrl-C included). Transport is Zenoh: peer mode with multicast discovery by default; ``--listen`` /
 ``--connect`` endpoints (e.g. ``tcp/0.0.0.0:7447`` on the master, ``tcp/MASTER_IP:7447`` on slaves)
-across hosts. ``dvs_cluster.cli`` calls :func:`register`; ``python -m dvs_cluster.nodes.cli`` works too.
+across hosts. ``dvs_cluster.cli`` calls :func:`register`; ``python -m dvs_cluster.nodes.cli`` runs these
+commands alone.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _add_transport_args(p: argparse.ArgumentParser) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     """The slave's model options (same names as ``segment``)."""
-    from dvs_cluster.cli import add_net_options
+    from dvs_cluster.cli_common import add_net_options
 
     g = p.add_argument_group("models (slave)")
     add_net_options(g)
@@ -105,7 +106,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_master_args(p: argparse.ArgumentParser) -> None:
-    from dvs_cluster.cli import (
+    from dvs_cluster.cli_common import (
         SAVE_OVERLAY_HELP,
         _positive_int,
         add_max_age_option,
@@ -202,7 +203,7 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
 
 
 def _slave_count(text: str) -> int:
-    from dvs_cluster.cli import _positive_int
+    from dvs_cluster.cli_common import _positive_int
 
     return _positive_int(text)
 
@@ -264,7 +265,7 @@ def _multicast(args: argparse.Namespace) -> bool | None:
 
 def _tls(args: argparse.Namespace) -> Any:
     """The mTLS files, all three or none (refused naming the missing option)."""
-    from dvs_cluster.cli import CliError
+    from dvs_cluster.cli_common import CliError
     from dvs_cluster.transport.zenoh import TlsFiles
 
     given = {"--tls-root-ca": args.tls_root_ca, "--tls-cert": args.tls_cert, "--tls-key": args.tls_key}
@@ -285,7 +286,7 @@ def _transport(args: argparse.Namespace) -> Any:
     import zenoh
 
     from dvs_cluster import transport
-    from dvs_cluster.cli import CliError
+    from dvs_cluster.cli_common import CliError
     from dvs_cluster.transport.zenoh import make_config
 
     shm = {"auto": None, "on": True, "off": False}[args.shm]
@@ -409,9 +410,9 @@ def _summary(rep: dict[str, Any]) -> str:
 
 
 def _master_config(args: argparse.Namespace) -> Any:
-    from dvs_cluster.bench import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC
     from dvs_cluster.core.policy import policy_spec
     from dvs_cluster.io.sources import is_synthetic
+    from dvs_cluster.model_defaults import MODEL_DEFAULT, MODEL_DEFAULT_SYNTHETIC
     from dvs_cluster.nodes.master import MasterConfig
 
     model_default = MODEL_DEFAULT_SYNTHETIC if is_synthetic(args.source) else MODEL_DEFAULT
@@ -458,7 +459,7 @@ def _wait_for_slaves(
 
     No slave in ``--wait`` seconds is a user error (exit 2): which cluster and endpoint they must reach.
     """
-    from dvs_cluster.cli import CliError
+    from dvs_cluster.cli_common import CliError
     from dvs_cluster.nodes.console import where
 
     at = where(args.listen, args.connect, _multicast(args))
@@ -507,7 +508,7 @@ def _run_master(
     Returns the exit code. The transport opens before any slave process starts, so a port in use
     ends the command before there is anything to stop.
     """
-    from dvs_cluster.cli import CliError, domain_note, frame_sinks, overlay_sink
+    from dvs_cluster.cli_common import CliError, domain_note, frame_sinks, overlay_sink
     from dvs_cluster.core.policy import make_policy, policy_spec
     from dvs_cluster.io.sinks import Sink
     from dvs_cluster.io.sources import open_source
@@ -608,7 +609,7 @@ def cmd_master(args: argparse.Namespace) -> int:
 def cmd_slave(args: argparse.Namespace) -> int:
     """``dvs-cluster slave --name NAME``: serve until SIGINT/SIGTERM, saying whether a master is there."""
     _setup_logging(args.verbose)
-    from dvs_cluster.cli import models_from_args
+    from dvs_cluster.cli_common import models_from_args
     from dvs_cluster.inference import propagate_for
     from dvs_cluster.nodes.console import Console, SlaveWatch, where
     from dvs_cluster.nodes.slave import SlaveNode
@@ -652,7 +653,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     """``dvs-cluster fuzz``: bad bytes on every key a node reads; the nodes must count them and go on."""
     _setup_logging(args.verbose)
     logging.getLogger("dvs_cluster").setLevel(logging.ERROR)  # thousands of "dropped ..." warnings
-    from dvs_cluster.fuzz import fuzz_bus, fuzz_in_process
+    from dvs_cluster.nodes.fuzz import fuzz_bus, fuzz_in_process
 
     if args.in_process:
         rep = fuzz_in_process(args.messages, args.seed, args.models, args.frames)
@@ -718,7 +719,7 @@ def _check_models(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``dvs-cluster run --slaves N``: N slave processes + this process as the master, on one host."""
-    from dvs_cluster.cli import net_argv
+    from dvs_cluster.cli_common import net_argv
 
     _setup_logging(args.verbose)
     if args.slaves < 1:
@@ -760,11 +761,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         _stop_processes(procs)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m dvs_cluster.nodes.cli ...`` = ``dvs-cluster ...`` (same parser and error handling)."""
-    from dvs_cluster.cli import main as cli_main
+def main(argv: Sequence[str] | None = None, *, slave_hooks: Any = None) -> int:
+    """
+    ``python -m dvs_cluster.nodes.cli master|slave|fuzz|run ...``: the cluster commands of ``dvs-cluster``.
 
-    return cli_main(argv)
+    Same options and error handling; ``slave_hooks`` as in :func:`dvs_cluster.cli.main` (the bench's
+    slave variants). Built here rather than through ``dvs_cluster.cli``, which imports this module.
+    """
+    from dvs_cluster.cli_common import PROG, Parser, run_command
+
+    parser = Parser(prog=PROG, description="The cluster's processes (dvs-cluster master | slave | run).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    register(sub)
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args.slave_hooks = slave_hooks
+    return run_command(args)
 
 
 if __name__ == "__main__":

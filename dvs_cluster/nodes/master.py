@@ -41,8 +41,8 @@ from dvs_cluster.core.metrics import ConfusionMatrix, PathMix, StreamLatency
 from dvs_cluster.core.processor import logit_grid
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.core.scheduler import Outcome, WorkloadManager
+from dvs_cluster.io.frame import Frame
 from dvs_cluster.io.sinks import Sink
-from dvs_cluster.io.sources import Frame
 from dvs_cluster.nodes.inbox import ALIVE, FRAME, RESULT, STATUS, Inbox
 from dvs_cluster.transport.base import ClusterKeys, Handle, Transport
 from dvs_cluster.transport.messages import (
@@ -91,8 +91,8 @@ class MasterConfig:
     cols: int = 2
     overlap: int = 0
     policy: str = "dvsnet"
-    # DN threshold; negative = each slave's model default (bench.MODEL_DEFAULT: for real cameras,
-    # bench.MODEL_DEFAULT_SYNTHETIC: for the synthetic video; model card, else 90)
+    # DN threshold; negative = each slave's model default (model_defaults.MODEL_DEFAULT: for real cameras,
+    # model_defaults.MODEL_DEFAULT_SYNTHETIC: for the synthetic video; model card, else 90)
     threshold: float = -1.0
     max_in_flight: int = 1  # tasks in flight per slave
     max_queued_frames: int = 4
@@ -838,7 +838,7 @@ class MasterNode:
 
     def report(self) -> dict[str, Any]:
         """The run's JSON report (see the CLI help for the fields)."""
-        from dvs_cluster.bench import MODEL_DEFAULT_SYNTHETIC
+        from dvs_cluster.model_defaults import MODEL_DEFAULT_SYNTHETIC
 
         out_frames = max(self.frames_out, 1)
         regions = max(self.mix.total, 1)

@@ -256,7 +256,7 @@ class SlaveNode:
 
     def _processor(self, policy: str, threshold: float) -> RegionProcessor:
         if threshold < 0:  # the master leaves the threshold to the model card (real or synthetic)
-            from dvs_cluster.bench import resolve_threshold
+            from dvs_cluster.model_defaults import resolve_threshold
 
             threshold = resolve_threshold(self.models, threshold)
         spec = (policy or "dvsnet", float(threshold))

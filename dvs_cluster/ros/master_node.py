@@ -37,8 +37,8 @@ from dvs_cluster.core.classes import colorize, overlay
 from dvs_cluster.core.policy import DEFAULT_MAX_AGE, make_policy, policy_spec
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.core.scheduler import REGION_ORDERS
+from dvs_cluster.io.frame import RESIZE_MODES, Frame, FrameTransform
 from dvs_cluster.io.sinks import _jsonable
-from dvs_cluster.io.sources import RESIZE_MODES, Frame, FrameTransform
 from dvs_cluster.nodes.master import MasterConfig, MasterNode
 from dvs_cluster.ros.common import (
     ImageCodec,

@@ -15,7 +15,7 @@ def _shipped_profiles() -> list[str]:
 
 def register(subparsers: Any) -> None:
     """Add ``plan`` to the ``dvs-cluster`` command."""
-    from dvs_cluster.cli import _positive_int
+    from dvs_cluster.cli_common import _positive_int
     from dvs_cluster.validate import frame_side, positive_float
 
     p = subparsers.add_parser(
@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Run the planner and print the answer."""
-    from dvs_cluster.cli import CliError
+    from dvs_cluster.cli_common import CliError
     from dvs_cluster.sim.plan import VARIANTS, Calibration, PlanError, default_calibration, format_plan, plan
     from dvs_cluster.sim.profiles import load_board, load_network
 

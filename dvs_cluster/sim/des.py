@@ -36,6 +36,7 @@ from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.core.metrics import summarize
 from dvs_cluster.core.policy import DecisionPolicy, make_policy
 from dvs_cluster.core.scheduler import Outcome, WorkloadManager
+from dvs_cluster.placement import local_placement as local_placement  # re-exported (tests, callers)
 from dvs_cluster.sim.costs import Costs, result_kind, task_kind
 from dvs_cluster.sim.oracle import Counts, Oracle, coarsest, miou_from_counts
 
@@ -88,18 +89,6 @@ class SimConfig:
     #: Other jobs per shared core, as always-runnable threads (measured during a real run; 0 = quiet).
     background: dict[int, float] = field(default_factory=dict)
     seed: int = 0
-
-
-def local_placement(slaves: int, cores: list[int]) -> tuple[int, list[int]]:
-    """
-    Core of the master and of each slave for a run on this machine.
-
-    Round robin over ``cores`` with the master first: slave ``i`` gets ``cores[(i + 1) % n]``, so a
-    process shares a core only when there are more processes than cores.
-    """
-    if not cores:
-        raise ValueError("no cores")
-    return cores[0], [cores[(i + 1) % len(cores)] for i in range(slaves)]
 
 
 @dataclass

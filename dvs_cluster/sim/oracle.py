@@ -31,7 +31,7 @@ from dvs_cluster.core.metrics import confusion_matrix
 from dvs_cluster.core.processor import Models, labels_from_logits
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.core.warp import compose, warp
-from dvs_cluster.io.sources import Frame
+from dvs_cluster.io.frame import Frame
 
 Counts = npt.NDArray[np.int64]  # (3, NUM_CLASSES): tp, gt, pred
 FloatArray = npt.NDArray[np.float32]

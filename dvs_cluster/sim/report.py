@@ -111,7 +111,7 @@ def calibrate(ctx: BenchContext, core: int | None) -> tuple[ModelOracle, Costs]:
     grid = RegionGrid(ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
     oracle = ModelOracle(models, ctx.frames, grid, core=core, propagate=ctx.propagate_for(models))
     oracle.prime("dvsnet", ctx.threshold)
-    from dvs_cluster.nodes.bench import all_cores
+    from dvs_cluster.placement import all_cores
 
     cores = all_cores()
     f = ctx.frames[len(ctx.frames) // 2]
@@ -255,7 +255,7 @@ def bench_hook(report: dict[str, Any], ctx: BenchContext) -> None:
     out_dir = plot_dir(ctx)
     if not any(r.get("kind") == "cluster" for r in rows) and out_dir is None:
         return
-    from dvs_cluster.nodes.bench import all_cores
+    from dvs_cluster.placement import all_cores
 
     t0 = time.perf_counter()
     cores = all_cores()

@@ -257,7 +257,7 @@ def _device_draw(
 
 def _letterboxed_region(real: R.RealSet) -> Tensor:
     """Top-left 512x256 region of the first real image as the run time feeds it (export check)."""
-    from dvs_cluster.io.sources import FrameTransform
+    from dvs_cluster.io.frame import FrameTransform
 
     im = real.images[0]
     frame = FrameTransform(im.shape[1], im.shape[0], R.RUNTIME_W, R.RUNTIME_H).forward(im)

@@ -34,7 +34,7 @@ from dvs_cluster.core.cues import AGE_CAP, CUE_CHANNELS, CUE_GRID, CUE_NAMES
 from dvs_cluster.core.flow import DisFlow, canonical_flow_spec, parse_flow_spec
 from dvs_cluster.inference import DN2_FILES
 from dvs_cluster.train import data as D
-from dvs_cluster.train.cli import BUDGETS
+from dvs_cluster.train.budgets import BUDGETS
 from dvs_cluster.train.cost import session
 from dvs_cluster.train.data import log
 from dvs_cluster.train.dnset import DNSamples, build, build_chain, cue_flow_fn

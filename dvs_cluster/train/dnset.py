@@ -300,7 +300,7 @@ def build_real(
     output on *real* texture changes under small motion and noise (its flicker), which the flow path,
     copying the key, does not follow.
     """
-    from dvs_cluster.io.sources import FrameTransform
+    from dvs_cluster.io.frame import FrameTransform
 
     out = DNSamples()
     t0 = time.time()

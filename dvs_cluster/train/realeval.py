@@ -55,7 +55,7 @@ def segment_frame(seg: Any, image: U8, width: int = RUNTIME_W, height: int = RUN
     ``seg`` is an onnxruntime session of seg.onnx. Letterbox to width x height, 2x2 regions in one
     batch, bilinear upsampling of the logits + argmax per region, labels mapped back (nearest).
     """
-    from dvs_cluster.io.sources import FrameTransform
+    from dvs_cluster.io.frame import FrameTransform
     from dvs_cluster.train.dnset import region_batch
     from dvs_cluster.train.flowpath import upsample_argmax
 
@@ -162,7 +162,7 @@ def frames_from(spec: str, max_frames: int | None = None) -> Iterator[U8]:
         root = find_camvid()
         if root is None:
             raise FileNotFoundError("CamVid not found (set DVS_CLUSTER_CAMVID or extract to the cache)")
-        from dvs_cluster.io.sources import FrameTransform
+        from dvs_cluster.io.frame import FrameTransform
 
         paths = camvid_sequence(root, split or "test", seq or "Seq05VD")
         for i, p in enumerate(paths):
@@ -260,8 +260,8 @@ def run_video(
     models_dir: Path, spec: str, threshold: float | None, max_frames: int | None, flow: str | None = None
 ) -> dict[str, Any]:
     """Open the models with 1 intra-op thread (one board core) and run :func:`video_agreement`."""
-    from dvs_cluster.bench import default_threshold
     from dvs_cluster.inference import DEFAULT_FLOW, OnnxModels, ThreadPolicy
+    from dvs_cluster.model_defaults import default_threshold
 
     models = OnnxModels(models_dir, threads=ThreadPolicy(1), flow=flow or DEFAULT_FLOW)
     thr = float(threshold if threshold is not None else default_threshold(models))

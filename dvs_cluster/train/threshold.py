@@ -8,7 +8,7 @@ the first ``--select`` frames of the video only (one pass over a grid of thresho
 ``realeval.video_sweep``) and then measured on the frames after them, which played no part in the
 choice. The chosen value goes into the active DN's metadata (``dn.onnx``, or ``dn2_<flow>.onnx`` for the
 DN v2 of ``--flow``) (``default_threshold``, read by
-``bench.default_threshold`` for every real source when no threshold is given; the synthetic source
+``model_defaults.default_threshold`` for every real source when no threshold is given; the synthetic source
 keeps ``synthetic_threshold``, ``--synthetic``) and into ``training.json`` (``threshold_selection``),
 which the model card shows.
 """

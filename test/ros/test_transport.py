@@ -159,7 +159,7 @@ def test_mixed_cluster_ros_and_zenoh() -> None:
 @pytest.mark.chaos
 def test_fuzz_on_ros_topics_cluster_keeps_going() -> None:
     """Seeded garbage on every cluster topic the nodes read (raw CDR bytes): counted, nothing lost."""
-    from dvs_cluster.fuzz import fuzz_bus
+    from dvs_cluster.nodes.fuzz import fuzz_bus
 
     keys = _cluster()
     with (
