@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from dvs_cluster import validate
+from dvs_cluster.options import MASTER, SLAVE, add_to
 
 PROG = "dvs-cluster"
 
@@ -58,19 +59,7 @@ def add_source_options(p: argparse.ArgumentParser) -> None:
         help="image topic of a bag --source, e.g. /camera/image_raw (default: its only image topic)",
     )
     g.add_argument("--frames", type=_positive_int, help="stop after N frames (synthetic: default 100)")
-    lo = validate.MIN_FRAME_SIDE
-    g.add_argument(
-        "--width", type=validate.frame_side, default=1024, help=f"processing width (default 1024, >= {lo})"
-    )
-    g.add_argument(
-        "--height", type=validate.frame_side, default=512, help=f"processing height (default 512, >= {lo})"
-    )
-    g.add_argument(
-        "--resize",
-        choices=("letterbox", "stretch"),
-        default="letterbox",
-        help="fit other input sizes: keep aspect + edge-replicated bars (default) or plain resize",
-    )
+    add_to(g, MASTER, ("width", "height", "resize"))
 
 
 def add_record_option(p: argparse._ActionsContainer) -> None:
@@ -118,47 +107,7 @@ SAVE_OVERLAY_HELP = (
 
 def add_net_options(g: argparse._ArgumentGroup) -> None:
     """--models/--providers/--provider-options/--threads/--flow/--dn: what builds the nets (every command)."""
-    g.add_argument(
-        "--models", metavar="DIR", help="model directory (default: $DVS_CLUSTER_MODELS, installed, repo)"
-    )
-    g.add_argument(
-        "--providers",
-        default="cpu",
-        help="comma-separated onnxruntime providers, e.g. cpu | cuda,cpu | tensorrt,cuda,cpu (default cpu)",
-    )
-    g.add_argument(
-        "--provider-options",
-        metavar="SPEC",
-        help="onnxruntime provider options, PROVIDER:KEY=VALUE[,KEY=VALUE][;PROVIDER:...], e.g. "
-        "tensorrt:trt_engine_cache_enable=1,trt_engine_cache_path=/var/cache/trt (docs/ROS2.md)",
-    )
-    g.add_argument(
-        "--threads",
-        type=_positive_int,
-        help="intra-op threads of each net (default: every core this process may use; threads never "
-        "spin, so the nets do not fight over the cores: docs/DESIGN.md)",
-    )
-    g.add_argument(
-        "--flow",
-        default=None,
-        metavar="SOURCE",
-        help="flow source of the flow path: dis[:ultrafast|fast|medium][@SCALE] (OpenCV DIS on the "
-        "region scaled by SCALE; default dis@0.5) | onnx (the paper's FlowNet-S, flow.onnx)",
-    )
-    g.add_argument(
-        "--warp-from",
-        choices=("auto", "previous", "key"),
-        default="auto",
-        help="what the flow path warps: the region's previous output (each flow then spans one frame) or "
-        "the key itself (DVSNet); auto (default): previous with the DN v2, key with DVSNet's DN v1",
-    )
-    g.add_argument(
-        "--dn",
-        choices=("auto", "v1", "v2"),
-        default="auto",
-        help="decision network: v2 reads cues any flow gives (default with dis); v1 is DVSNet's DN on "
-        "FlowNet features (default with onnx)",
-    )
+    add_to(g, SLAVE, ("models", "providers", "provider_options", "threads", "flow", "warp_from", "dn"))
 
 
 def models_from_args(args: argparse.Namespace, **kw: Any) -> Any:
@@ -194,28 +143,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     """The net options and the DVSNet grid/policy knobs."""
     add_net_options(p.add_argument_group("models"))
     g = p.add_argument_group("DVSNet")
-    g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
-    g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
-    g.add_argument("--overlap", type=_nonneg_int, default=0, help="region overlap margin, pixels (default 0)")
-    g.add_argument(
-        "--threshold",
-        type=validate.threshold,
-        help="DN threshold on 0..100: score below -> segmentation path (default: model card, else 90)",
-    )
-    add_max_age_option(g)
+    add_to(g, MASTER, ("rows", "cols", "overlap", "threshold", "max_age"))
 
 
 def add_max_age_option(g: argparse._ArgumentGroup) -> None:
     """--max-age: the key-age cap of the DVSNet rule (every command that picks a policy)."""
-    from dvs_cluster.core.policy import DEFAULT_MAX_AGE
-
-    g.add_argument(
-        "--max-age",
-        type=_nonneg_int,
-        default=None,
-        help=f"replace a key this many frames old whatever the DN says (default {DEFAULT_MAX_AGE}; "
-        "0 = DVSNet's rule alone)",
-    )
+    add_to(g, MASTER, ("max_age",))
 
 
 def make_models_factory(args: argparse.Namespace) -> Any:

@@ -269,8 +269,8 @@ def test_fuzz_in_process_exactly_once(models: Path) -> None:
 
 def test_absurd_messages_each_have_a_defined_outcome(models: Path) -> None:
     """Well-typed nonsense: dropped with a reason, or (a task the slave can serve) answered safely."""
-    from dvs_cluster.nodes.fuzz import absurd_messages
     from dvs_cluster.inference import OnnxModels
+    from dvs_cluster.nodes.fuzz import absurd_messages
     from dvs_cluster.nodes.master import MasterConfig, MasterNode
     from dvs_cluster.nodes.slave import SlaveNode
     from dvs_cluster.transport.loopback import LoopbackTransport

@@ -15,7 +15,7 @@ than cores; ``shared_cores``: some process shares its core) instead of passing t
 Options after the name, ``:``-separated, e.g. ``1+2:pipe2:aff:keys16``:
 
 - ``pipeK``: K tasks in flight per slave (``--max-in-flight``; pipelining hides transfers);
-- ``queueK``: frames waiting at most (``--queue``);
+- ``queueK``: frames waiting at most (``--max-queued-frames``);
 - ``aff``: key-affinity scheduling (``--affinity``);
 - ``fifo`` / ``strict``: region order (``--region-order``; the default is ``prefer``, see
   :mod:`dvs_cluster.core.scheduler`): ``fifo`` is the paper's queue order;
@@ -80,7 +80,7 @@ class ClusterOptions:
     """Master/slave options of one bench config (defaults = the CLI's defaults)."""
 
     max_in_flight: int = 1
-    queue: int = 4
+    max_queued_frames: int = 4
     affinity: bool = False
     forward_threshold: int = 0
     key_quantize: str = "float32"
@@ -110,7 +110,7 @@ def parse_config(name: str) -> tuple[int, ClusterOptions]:
             if mo.group(1) == "pipe":
                 o.max_in_flight = max(v, 1)
             elif mo.group(1) == "queue":
-                o.queue = max(v, 1)
+                o.max_queued_frames = max(v, 1)
             else:
                 o.forward_threshold = v
         elif mo.group(3):
@@ -204,7 +204,12 @@ def cluster_commands(
     mcmd += ["--rows", str(ctx.rows), "--cols", str(ctx.cols), "--overlap", str(ctx.overlap)]
     mcmd += ["--threshold", f"{ctx.threshold:g}", "--max-in-flight", str(opt.max_in_flight)]
     mcmd += ["--max-age", str(ctx.max_age)]
-    mcmd += ["--queue", str(opt.queue), "--forward-threshold", str(opt.forward_threshold)]
+    mcmd += [
+        "--max-queued-frames",
+        str(opt.max_queued_frames),
+        "--forward-threshold",
+        str(opt.forward_threshold),
+    ]
     mcmd += ["--key-quantize", opt.key_quantize, "--json", str(report), "--trace", str(trace)]
     if opt.affinity:
         mcmd.append("--affinity")

@@ -28,6 +28,22 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dvs_cluster import validate
+from dvs_cluster.options import CLUSTER_ID, MASTER, SLAVE, add_to, help_text
+
+#: The master's scheduling options, in the order ``--help`` lists them (names of ``options.MASTER``).
+SCHEDULING = (
+    "slaves_expected",
+    "wait_timeout",
+    "max_in_flight",
+    "max_queued_frames",
+    "timeout",
+    "lost",
+    "status_period",
+    "forward_threshold",
+    "affinity",
+    "region_order",
+    "key_quantize",
+)
 
 log = logging.getLogger("dvs_cluster.nodes")
 
@@ -45,10 +61,12 @@ def _key_name(text: str) -> str:
 def _add_transport_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("transport (zenoh)")
     g.add_argument(
-        "--cluster",
+        str(CLUSTER_ID.flag),
+        *CLUSTER_ID.aliases,
+        dest=CLUSTER_ID.name,
         type=_key_name,
-        default="default",
-        help="cluster id, prefix of every key (default: default)",
+        default=CLUSTER_ID.default,
+        help=help_text(CLUSTER_ID),
     )
     g.add_argument(
         "--listen",
@@ -97,23 +115,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("models (slave)")
     add_net_options(g)
-    g.add_argument(
-        "--result-quantize",
-        default="float32",
-        choices=("float32", "float16", "uint8"),
-        help="encoding of the seg-path logits sent back to the master (default float32: exact keys)",
-    )
+    add_to(g, SLAVE, ("result_quantize",))
 
 
 def _add_master_args(p: argparse.ArgumentParser) -> None:
     from dvs_cluster.cli_common import (
         SAVE_OVERLAY_HELP,
-        _positive_int,
-        add_max_age_option,
         add_record_option,
         add_source_options,
     )
-    from dvs_cluster.core.scheduler import REGION_ORDERS
 
     add_source_options(p)
     add_record_option(p)  # rosbag2 output (issue 6)
@@ -124,65 +134,9 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--save-gt", metavar="DIR", help="ground-truth trainId PNG per frame (synthetic source)")
     g.add_argument("--save-overlay", metavar="PATH", help=SAVE_OVERLAY_HELP)
     g = p.add_argument_group("DVSNet")
-    g.add_argument("--policy", default="dvsnet", help="dvsnet (default) | dynamic | segpath | fixedK")
-    add_max_age_option(g)
-    g.add_argument(
-        "--threshold",
-        type=validate.threshold,
-        help="DN threshold 0..100: score below -> seg path (default: the slaves' model card, else 90)",
-    )
-    g.add_argument("--rows", type=_positive_int, default=2, help="region grid rows (default 2)")
-    g.add_argument("--cols", type=_positive_int, default=2, help="region grid columns (default 2)")
-    g.add_argument(
-        "--overlap", type=validate.nonneg_int, default=0, help="region overlap margin in pixels (default 0)"
-    )
+    add_to(g, MASTER, ("policy", "max_age", "threshold", "rows", "cols", "overlap"))
     g = p.add_argument_group("scheduling")
-    g.add_argument("--slaves-expected", type=_positive_int, default=1, help="slaves to wait for (default 1)")
-    g.add_argument("--wait", type=_nonneg_float, default=60.0, help="seconds to wait for them (default 60)")
-    g.add_argument(
-        "--max-in-flight", type=_positive_int, default=1, help="tasks in flight per slave (default 1)"
-    )
-    g.add_argument(
-        "--queue", type=_positive_int, default=4, help="frames waiting in the queue at most (default 4)"
-    )
-    g.add_argument(
-        "--timeout", type=_positive_float, default=10.0, help="re-dispatch a task unanswered this long (s)"
-    )
-    g.add_argument(
-        "--lost",
-        type=_nonneg_float,
-        default=30.0,
-        help="no slave alive this long with work open: drop the open frames and stop (s; 0 = wait for ever)",
-    )
-    g.add_argument(
-        "--status-period",
-        type=_nonneg_float,
-        default=1.0,
-        help="master heartbeat period on <prefix>/master/status (s; 0 = off)",
-    )
-    g.add_argument(
-        "--forward-threshold",
-        type=int,
-        default=0,
-        help="forward the global key when the slave's is more than this many frames older (default 0)",
-    )
-    g.add_argument("--affinity", action="store_true", help="prefer the slave holding the freshest key")
-    g.add_argument(
-        "--region-order",
-        default="prefer",
-        choices=REGION_ORDERS,
-        help="which job a free slave gets: fifo = the head of the queue (the paper); strict = a region "
-        "waits while the same region of an earlier frame is in flight (one board's keys and mIoU, "
-        "about 2.4x at most); prefer (default) = a region with nothing in flight first, else behind a "
-        "region's newest job on its slave when that slave has a free slot, else the region whose newest "
-        "job started last",
-    )
-    g.add_argument(
-        "--key-quantize",
-        default="float32",
-        choices=("float32", "float16", "uint8"),
-        help="encoding of forwarded key logits (default float32: exact)",
-    )
+    add_to(g, MASTER, SCHEDULING)
     g.add_argument(
         "--preload",
         action="store_true",
@@ -194,12 +148,7 @@ def _add_master_args(p: argparse.ArgumentParser) -> None:
         default=2,
         help="frames read ahead on a thread (default 2; 0 = read on the master's loop)",
     )
-    g.add_argument(
-        "--rate",
-        type=_nonneg_float,
-        default=0.0,
-        help="emulate a camera at this fps (counted drops); 0 = off",
-    )
+    add_to(g, MASTER, ("rate",))
 
 
 def _slave_count(text: str) -> int:
@@ -417,7 +366,7 @@ def _master_config(args: argparse.Namespace) -> Any:
 
     model_default = MODEL_DEFAULT_SYNTHETIC if is_synthetic(args.source) else MODEL_DEFAULT
     return MasterConfig(
-        cluster_id=args.cluster,
+        cluster_id=args.cluster_id,
         width=args.width,
         height=args.height,
         rows=args.rows,
@@ -426,12 +375,12 @@ def _master_config(args: argparse.Namespace) -> Any:
         policy=policy_spec(args.policy, args.max_age),
         threshold=model_default if args.threshold is None else args.threshold,
         max_in_flight=args.max_in_flight,
-        max_queued_frames=args.queue,
+        max_queued_frames=args.max_queued_frames,
         timeout_s=args.timeout,
         forward_threshold=args.forward_threshold,
         affinity=args.affinity,
         region_order=args.region_order,
-        quantize=args.key_quantize,
+        key_quantize=args.key_quantize,
         rate=args.rate,
         lost_s=args.lost,
         keep_trace=bool(getattr(args, "trace", None)),
@@ -464,8 +413,8 @@ def _wait_for_slaves(
 
     at = where(args.listen, args.connect, _multicast(args))
     head = f"listening on {', '.join(args.listen)}" if args.listen else f"looking for slaves {at}"
-    console.say(f"{head} (cluster {args.cluster}), {_wait_line(node, expected)}")
-    deadline = time.monotonic() + args.wait
+    console.say(f"{head} (cluster {args.cluster_id}), {_wait_line(node, expected)}")
+    deadline = time.monotonic() + args.wait_timeout
     said = (time.monotonic(), _wait_line(node, expected))
     node.publish_status(force=True)
     while not node.wait_for_slaves(expected, 0.5, stop):
@@ -482,14 +431,14 @@ def _wait_for_slaves(
             raise CliError(f"all {len(procs)} slave processes exited before joining (their errors are above)")
         if time.monotonic() > deadline:
             hint = (
-                f"start them with: dvs-cluster slave --name NAME --cluster {args.cluster} "
+                f"start them with: dvs-cluster slave --name NAME --cluster {args.cluster_id} "
                 f"--connect tcp/<this host's address>:{args.listen[0].rsplit(':', 1)[-1]}"
                 if args.listen and not procs
                 else "raise --wait if they are still loading"
             )
             raise CliError(
-                f"only {len(node.wm.slaves)} of {expected} slave(s) joined within {args.wait:g} s "
-                f"(cluster {args.cluster}); {hint}"
+                f"only {len(node.wm.slaves)} of {expected} slave(s) joined within {args.wait_timeout:g} s "
+                f"(cluster {args.cluster_id}); {hint}"
             )
     joined = sorted(node.wm.slaves)
     console.say(f"{len(joined)} slave(s) joined ({', '.join(joined)}); running")
@@ -624,19 +573,19 @@ def cmd_slave(args: argparse.Namespace) -> int:
     try:
         at = where(args.listen, args.connect, _multicast(args))
         first = f"connecting to {', '.join(args.connect)}" if args.connect else f"looking for a master {at}"
-        console.say(f"{first} (cluster {args.cluster})")
-        watch = SlaveWatch(transport, ClusterKeys(args.cluster), console, at)
+        console.say(f"{first} (cluster {args.cluster_id})")
+        watch = SlaveWatch(transport, ClusterKeys(args.cluster_id), console, at)
         models = models_from_args(args)
         node = SlaveNode(
             args.name,
             transport,
             models,
-            cluster_id=args.cluster,
-            quantize=args.result_quantize,
+            cluster_id=args.cluster_id,
+            result_quantize=args.result_quantize,
             propagate=propagate_for(args.warp_from, models),
             hooks=getattr(args, "slave_hooks", None),
         )
-        log.info("slave %s: models loaded, serving tasks (cluster %s)", args.name, args.cluster)
+        log.info("slave %s: models loaded, serving tasks (cluster %s)", args.name, args.cluster_id)
         try:
             counters = node.run(stop)
         finally:
@@ -668,7 +617,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         transport = _transport(args)
         try:
             slaves = [s for s in args.slaves.split(",") if s]
-            r = fuzz_bus(transport, args.cluster, slaves, args.messages, args.seed, args.rate)
+            r = fuzz_bus(transport, args.cluster_id, slaves, args.messages, args.seed, args.rate)
         finally:
             transport.close()
         rep = {"sent": r.sent, "sent_total": r.total, "bytes": r.bytes, "seconds": r.seconds}
@@ -727,8 +676,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     _check_models(args)  # refuse before any process starts, naming the provider or the file
     _tls(args)
-    if args.cluster == "default":
-        args.cluster = f"run_{uuid.uuid4().hex[:8]}"  # no cross-talk with other clusters on this host
+    if args.cluster_id == "default":
+        args.cluster_id = f"run_{uuid.uuid4().hex[:8]}"  # no cross-talk with other clusters on this host
     if not args.listen and not args.connect:
         # Deterministic local wiring: the master listens on a loopback port, slaves connect to it.
         endpoint = f"tcp/127.0.0.1:{_free_port()}"
@@ -746,7 +695,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def launch() -> list[subprocess.Popen[bytes]]:
         for i in range(args.slaves):
             cmd = [sys.executable, "-m", "dvs_cluster.cli", "slave", "--name", f"slave{i}"]
-            cmd += ["--cluster", args.cluster, *net_argv(args), "--threads", str(threads)]
+            cmd += ["--cluster", args.cluster_id, *net_argv(args), "--threads", str(threads)]
             cmd += ["--result-quantize", args.result_quantize, "--multicast", "off", "--shm", args.shm]
             cmd += _transport_argv(args)
             cmd += [a for ep in slave_connect for a in ("--connect", ep)]

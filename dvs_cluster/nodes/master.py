@@ -82,7 +82,7 @@ MASTER_STAGES = (
 
 @dataclass
 class MasterConfig:
-    """Knobs of the master (CLI flags map 1:1)."""
+    """Knobs of the master: the fields of ``dvs_cluster.options.MASTER`` (names, defaults, help)."""
 
     cluster_id: str = "default"
     width: int = 1024
@@ -100,7 +100,7 @@ class MasterConfig:
     forward_threshold: int = 0  # forward the global key when the slave's is more than this older
     affinity: bool = False
     region_order: str = "prefer"  # fifo | prefer | strict (core.scheduler: which job a free slave gets)
-    quantize: str = "float32"  # forwarded key logits: float32 | float16 | uint8
+    key_quantize: str = "float32"  # forwarded key logits: float32 | float16 | uint8
     rate: float = 0.0  # camera frame rate to emulate (frames/s); 0 = take frames as the queue has room
     lost_s: float = 30.0  # no slave alive this long while work is open: give the open frames up (0: never)
     status_period_s: float = 1.0  # heartbeat (``<prefix>/master/status`` JSON, or the hook); 0 = off
@@ -606,7 +606,7 @@ class MasterNode:
                 frame_id=slot.frame.frame_id,
                 key=key_payload,
             )
-            data = encode_task(task, self.config.quantize)
+            data = encode_task(task, self.config.key_quantize)
             t1 = time.perf_counter()
             self.stage_s["serialize"] += t1 - t2
             try:
@@ -618,7 +618,7 @@ class MasterNode:
             self.stage_s["publish"] += t0 - t1
             self.bytes_tasks += len(data)
             if key_payload is not None:
-                per_value = {"float32": 4, "float16": 2, "uint8": 1}[self.config.quantize]
+                per_value = {"float32": 4, "float16": 2, "uint8": 1}[self.config.key_quantize]
                 self.bytes_keys += key_payload.image.nbytes + key_payload.logits.size * per_value
 
     def _key_usable(self, region: int, kf: KeyFrame) -> bool:

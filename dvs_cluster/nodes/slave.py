@@ -94,7 +94,7 @@ class SlaveNode:
         models: Models,
         *,
         cluster_id: str = "default",
-        quantize: str = "float32",
+        result_quantize: str = "float32",
         heartbeat_s: float = 0.5,
         inbox_size: int = 64,
         propagate: bool = True,
@@ -108,7 +108,7 @@ class SlaveNode:
         self.transport = transport
         self.models = models
         self.propagate = propagate
-        self.quantize = quantize
+        self.result_quantize = result_quantize
         self.heartbeat_s = heartbeat_s
         self.hooks = hooks if hooks is not None else SlaveHooks()
         self.incarnation = uuid.uuid4().hex[:12]
@@ -243,7 +243,7 @@ class SlaveNode:
         result = self.hooks.result(result, outcome)
         timings.total = time.perf_counter() - t_arrive
         t0 = time.perf_counter()
-        data = encode_result(result, self.quantize)
+        data = encode_result(result, self.result_quantize)
         self._serialize_prev = time.perf_counter() - t0
         self.transport.publish(self.keys.result, data)
         self.counters.bytes_out += len(data)

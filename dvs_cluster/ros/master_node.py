@@ -34,81 +34,23 @@ import numpy as np
 from rclpy.node import Node
 
 from dvs_cluster.core.classes import colorize, overlay
-from dvs_cluster.core.policy import DEFAULT_MAX_AGE, make_policy, policy_spec
+from dvs_cluster.core.policy import policy_spec
 from dvs_cluster.core.regions import RegionGrid
-from dvs_cluster.core.scheduler import REGION_ORDERS
-from dvs_cluster.io.frame import RESIZE_MODES, Frame, FrameTransform
+from dvs_cluster.io.frame import Frame, FrameTransform
 from dvs_cluster.io.sinks import _jsonable
 from dvs_cluster.nodes.master import MasterConfig, MasterNode
 from dvs_cluster.ros.common import (
     ImageCodec,
-    check_ros_name,
     input_qos,
     make_transport,
     output_qos,
     ros_time,
     run_node,
     stamp_nanoseconds,
-    transport_specs,
 )
 from dvs_cluster.ros.log_bridge import forward_logging, stop_forwarding
-from dvs_cluster.ros.params import ParameterError, Spec, declare
-
-
-def _check_policy(value: str) -> str | None:
-    try:
-        make_policy(value, 90.0)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-MASTER_SPECS = [
-    Spec("cluster_id", "default", "cluster id: prefix of every cluster topic/key", check=check_ros_name),
-    Spec("width", 1024, "processing width (frames are letterboxed to it)", lo=64, hi=8192),
-    Spec("height", 512, "processing height", lo=64, hi=8192),
-    Spec("rows", 2, "region grid rows", lo=1, hi=8),
-    Spec("cols", 2, "region grid columns", lo=1, hi=8),
-    Spec("overlap", 0, "region overlap margin in pixels", lo=0, hi=256),
-    Spec("resize", "letterbox", "fit other input sizes", choices=RESIZE_MODES),
-    Spec("policy", "dvsnet", "decision policy: dvsnet | dynamic | segpath | fixedK", check=_check_policy),
-    Spec(
-        "max_age",
-        DEFAULT_MAX_AGE,
-        "replace a key this many frames old whatever the DN says (0: DVSNet's rule alone)",
-        lo=0,
-        hi=1000,
-    ),
-    Spec(
-        "threshold", -1.0, "DN threshold 0..100 (score below: segmentation path); -1: model card", -1.0, 100.0
-    ),
-    Spec("max_in_flight", 1, "tasks in flight per slave", lo=1, hi=64),
-    Spec("max_queued_frames", 4, "frames waiting for slaves at most (older ones are dropped)", lo=1, hi=1000),
-    Spec("timeout", 10.0, "re-dispatch a task unanswered this long (s)", lo=0.1, hi=600.0),
-    Spec(
-        "forward_threshold", 0, "forward the global key when the slave's is this many frames older", 0, 1000
-    ),
-    Spec("affinity", False, "prefer the slave holding the freshest key of a region"),
-    Spec(
-        "region_order",
-        "prefer",
-        "which job a free slave gets (fifo: the paper's queue order; strict: one board's keys; prefer: "
-        "free regions first, see core/scheduler.py)",
-        choices=REGION_ORDERS,
-    ),
-    Spec(
-        "key_quantize", "float32", "encoding of forwarded key logits", choices=("float32", "float16", "uint8")
-    ),
-    Spec("slaves_expected", 1, "slaves to wait for before subscribing to the camera", lo=1, hi=256),
-    Spec("wait_timeout", 60.0, "then subscribe anyway once one slave is alive (s)", lo=0.0, hi=3600.0),
-    Spec("compressed", False, "subscribe to image/compressed (sensor_msgs/CompressedImage)"),
-    Spec("input_reliability", "best_effort", "camera QoS reliability", choices=("best_effort", "reliable")),
-    Spec("publish_color", True, "publish segmentation_color (rgb8)"),
-    Spec("publish_overlay", True, "publish overlay (rgb8)"),
-    Spec("stats_period", 1.0, "seconds between stats/diagnostics messages", lo=0.1, hi=60.0),
-    Spec("use_cv_bridge", True, "convert images with cv_bridge (else the identical pure numpy code)"),
-    *transport_specs(),
-]
+from dvs_cluster.ros.params import ParameterError, declare
+from dvs_cluster.ros.specs import MASTER_SPECS
 
 
 class _RosSink:
@@ -152,8 +94,8 @@ class MasterRos(Node):
             forward_threshold=p["forward_threshold"],
             affinity=p["affinity"],
             region_order=p["region_order"],
-            quantize=p["key_quantize"],
-            status_period_s=p["stats_period"],  # the heartbeat hook publishes stats and /diagnostics
+            key_quantize=p["key_quantize"],
+            status_period_s=p["status_period"],  # the heartbeat hook publishes stats and /diagnostics
             lost_s=0.0,  # a ROS master waits for slaves for ever (docs/OPERATIONS.md)
             keep_trace=False,  # a live stream runs for ever: no per-region history
         )
@@ -247,7 +189,7 @@ class MasterRos(Node):
             self.pub_overlay.publish(self.codec.to_msg(overlay(frame.raw, labels), header))
 
     def _publish_stats(self, m: MasterNode) -> None:
-        """Master thread, every ``stats_period`` (the master's heartbeat hook): stats, /diagnostics."""
+        """Master thread, every ``status_period`` (the master's heartbeat hook): stats, /diagnostics."""
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
         from std_msgs.msg import String
 

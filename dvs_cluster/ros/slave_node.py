@@ -18,62 +18,10 @@ from typing import Any
 from rclpy.node import Node
 
 from dvs_cluster.nodes.slave import SlaveNode
-from dvs_cluster.ros.common import check_ros_name, make_transport, output_qos, run_node, transport_specs
+from dvs_cluster.ros.common import check_ros_name, make_transport, output_qos, run_node
 from dvs_cluster.ros.log_bridge import forward_logging, stop_forwarding
 from dvs_cluster.ros.params import ParameterError, Spec, declare, validate
-
-
-def _check_providers(value: Sequence[str]) -> str | None:
-    if not value or not all(str(v).strip() for v in value):
-        return "give at least one provider, e.g. [cpu] or [cuda, cpu]"
-    return None
-
-
-SLAVE_SPECS = [
-    Spec("slave_name", "", "name in the cluster (default: the node name)"),
-    Spec("cluster_id", "default", "cluster id; must match the master's", check=check_ros_name),
-    Spec("models", "", "model directory (default: $DVS_CLUSTER_MODELS, then share/dvs_cluster/models)"),
-    Spec(
-        "providers",
-        ["cpu"],
-        "onnxruntime execution providers in order: cpu, cuda, tensorrt",
-        check=_check_providers,
-    ),
-    Spec(
-        "provider_options",
-        "",
-        "onnxruntime provider options PROVIDER:KEY=VALUE[,...][;...], e.g. the TensorRT engine cache",
-    ),
-    Spec(
-        "threads",
-        0,
-        "intra-op threads of each net (0: every core the process may use; threads never spin)",
-        lo=0,
-        hi=256,
-    ),
-    Spec("flow", "dis@0.5", "flow source: dis[:ultrafast|fast|medium][@SCALE] or onnx (FlowNet-S)"),
-    Spec(
-        "dn",
-        "auto",
-        "decision network: auto | v1 (FlowNet features) | v2 (cues)",
-        choices=("auto", "v1", "v2"),
-    ),
-    Spec(
-        "warp_from",
-        "auto",
-        "what the flow path warps: previous output (one-frame flows) | key (DVSNet) | auto (by the DN)",
-        choices=("auto", "previous", "key"),
-    ),
-    Spec(
-        "result_quantize",
-        "float32",
-        "encoding of seg-path logits sent back",
-        choices=("float32", "float16", "uint8"),
-    ),
-    Spec("heartbeat_period", 0.5, "seconds between SlaveStatus heartbeats", lo=0.05, hi=10.0),
-    Spec("diagnostics_period", 1.0, "seconds between /diagnostics messages", lo=0.1, hi=60.0),
-    *transport_specs(),
-]
+from dvs_cluster.ros.specs import SLAVE_SPECS
 
 
 class SlaveRos(Node):
@@ -119,7 +67,7 @@ class SlaveRos(Node):
             self.transport,
             models,
             cluster_id=p["cluster_id"],
-            quantize=p["result_quantize"],
+            result_quantize=p["result_quantize"],
             heartbeat_s=p["heartbeat_period"],
             propagate=propagate_for(p["warp_from"], models),
         )

@@ -76,7 +76,7 @@ class SimConfig:
     threshold: float
     policy: str = "dvsnet"
     max_in_flight: int = 1
-    queue: int = 4
+    max_queued_frames: int = 4
     forward_threshold: int = 0
     affinity: bool = False
     region_order: str = "prefer"
@@ -282,7 +282,7 @@ class Simulator:
         wm = WorkloadManager(
             R,
             max_in_flight=cfg.max_in_flight,
-            max_queued_frames=cfg.queue,
+            max_queued_frames=cfg.max_queued_frames,
             forward_threshold=cfg.forward_threshold,
             affinity=cfg.affinity,
             region_order=cfg.region_order,

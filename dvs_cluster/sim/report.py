@@ -53,7 +53,7 @@ TOGGLES: list[tuple[str, dict[str, Any]]] = [
     ("+ keys uint8", {"key_quantize": "uint8"}),
     ("+ results float16", {"result_quantize": "float16"}),
     ("+ results uint8", {"result_quantize": "uint8"}),
-    ("queue of 2 frames", {"queue": 2}),
+    ("queue of 2 frames", {"max_queued_frames": 2}),
     ("all: pipe2 + aff + float16 keys/results", {**OPTIMISED, **F16}),
     ("all: pipe2 + aff + uint8 keys/results + forward 2+", {**OPTIMISED, **U8_FWD2}),
 ]
@@ -137,7 +137,7 @@ def sim_config(row: dict[str, Any], frames: int, threshold: float, placement: bo
         frames=frames,
         threshold=threshold,
         max_in_flight=int(opt["max_in_flight"]),
-        queue=int(opt["queue"]),
+        max_queued_frames=int(opt["max_queued_frames"]),
         forward_threshold=int(opt["forward_threshold"]),
         affinity=bool(opt["affinity"]),
         key_quantize=str(opt["key_quantize"]),

@@ -45,7 +45,7 @@ def _master_node(ns: str, cluster: str) -> Iterator[Any]:
         Parameter("slaves_expected", value=2),
         Parameter("wait_timeout", value=30.0),
         Parameter("max_queued_frames", value=2),
-        Parameter("stats_period", value=0.2),
+        Parameter("status_period", value=0.2),
         Parameter("publish_overlay", value=False),
         Parameter("use_cv_bridge", value=False),
     ]
