@@ -286,6 +286,10 @@ def pad_to_multiple(image: UInt8Array, multiple: int = PAD_MULTIPLE) -> UInt8Arr
     return np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
 
 
+#: What :meth:`OnnxModels.flow` returns for the cues when asked not to compute them.
+_NO_CUES: FloatArray = np.zeros((0,), np.float32)
+
+
 class OnnxModels:
     """The seg net, a flow source and a DN as onnxruntime sessions (the processor's ``Models``)."""
 
@@ -374,16 +378,19 @@ class OnnxModels:
         (logits,) = self._run("seg", {"image": pad_to_multiple(image, self.pad["seg"])[None]})
         return np.ascontiguousarray(logits[0, :, :gh, :gw], dtype=np.float32)
 
-    def flow(self, key: UInt8Array, current: UInt8Array) -> tuple[FloatArray, FloatArray]:
+    def flow(
+        self, key: UInt8Array, current: UInt8Array, *, cues: bool = True
+    ) -> tuple[FloatArray, FloatArray]:
         """
         Backward flow (2, ceil(h/4), ceil(w/4)) current -> key, and what the DN reads.
 
-        The DN input is FlowNet's features (64, 4, 8) for DN v1, else the decision cues (8, 4, 8).
+        The DN input is FlowNet's features (64, 4, 8) for DN v1, else the decision cues (8, 4, 8);
+        with ``cues=False`` the cues are skipped (an empty array comes back in their place).
         """
         if self._dis is not None:
             kg, cg = to_gray(key), to_gray(current)
             fl = self._dis.gray_flow(kg, cg)
-            return fl, decision_cues(kg, cg, fl)
+            return fl, (decision_cues(kg, cg, fl) if cues else _NO_CUES)
         gh, gw = logit_grid(*current.shape[:2])
         flow, feats = self._run(
             "flow",
@@ -394,7 +401,7 @@ class OnnxModels:
         )
         fl = np.ascontiguousarray(flow[0, :, :gh, :gw], dtype=np.float32)
         if self.dn_version == "v2":
-            return fl, decision_cues(to_gray(key), to_gray(current), fl)
+            return fl, (decision_cues(to_gray(key), to_gray(current), fl) if cues else _NO_CUES)
         return fl, np.ascontiguousarray(feats[0], dtype=np.float32)
 
     def dn_cues(self, key: UInt8Array, current: UInt8Array, flow: FloatArray) -> FloatArray | None:

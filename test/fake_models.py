@@ -32,7 +32,7 @@ class FakeModels:
         return logits
 
     def flow(
-        self, key: npt.NDArray[np.uint8], current: npt.NDArray[np.uint8]
+        self, key: npt.NDArray[np.uint8], current: npt.NDArray[np.uint8], *, cues: bool = True
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         self.calls["flow"] += 1
         gh, gw = logit_grid(*current.shape[:2])

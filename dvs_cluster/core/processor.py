@@ -45,8 +45,16 @@ class Models(Protocol):
         """(h, w, 3) uint8 RGB -> logits (C, ceil(h/4), ceil(w/4))."""
         ...
 
-    def flow(self, key: UInt8Array, current: UInt8Array) -> tuple[FloatArray, FloatArray]:
-        """Key and current crops -> (backward flow (2, ceil(h/4), ceil(w/4)), the DN's input)."""
+    def flow(
+        self, key: UInt8Array, current: UInt8Array, *, cues: bool = True
+    ) -> tuple[FloatArray, FloatArray]:
+        """
+        Key and current crops -> (backward flow (2, ceil(h/4), ceil(w/4)), the DN's input).
+
+        ``cues=False``: the caller does not read decision cues of this pair (a chain is judged against
+        its key by :meth:`dn_cues`; the flow path alone reads no DN input), so they need not be computed;
+        a flow net's own features may still come back, they cost nothing extra.
+        """
         ...
 
     def dn(self, features: FloatArray, key_age: int) -> float:
@@ -159,11 +167,13 @@ class RegionProcessor:
             if forced is not None:
                 path = forced
             elif self.policy.uses_score:
+                chain = key.root is not None and key.anchor is not None and key.to_key is not None
                 t0 = time.perf_counter()
-                flow, features = self.models.flow(key.image, image)
+                flow, features = self.models.flow(key.image, image, cues=not chain)
                 timings["flow"] = _ms(t0)
                 t0 = time.perf_counter()
-                if key.root is not None and key.anchor is not None and key.to_key is not None:
+                if chain:
+                    assert key.anchor is not None and key.to_key is not None
                     to_key = compose(flow, key.to_key)  # a chain: judge it against its key
                     cues = self.models.dn_cues(key.anchor, image, to_key)
                     features = features if cues is None else cues
@@ -185,7 +195,7 @@ class RegionProcessor:
             assert key is not None
             if flow is None:
                 t0 = time.perf_counter()
-                flow, _ = self.models.flow(key.image, image)
+                flow, _ = self.models.flow(key.image, image, cues=False)
                 timings["flow"] = _ms(t0)
             t0 = time.perf_counter()
             logits = warp(key.logits, flow)
