@@ -54,9 +54,11 @@ PAD_MULTIPLE = 32
 DEFAULT_PAD = {"seg": PAD_MULTIPLE, "flow": 64, "dn": 1, "dn2": 1}
 ENV_MODELS = "DVS_CLUSTER_MODELS"
 #: The shipped defaults (chosen from the bench: BENCHMARKS.md, README "Benchmarks").
-#: DIS ULTRAFAST on the region at half size: on the synthetic bench its propagated flow path beat the
-#: full-size flow (Fixed3/4/5: 54.7/53.2/51.9 against 54.2/52.5/51.3 mIoU) at a third of the cost.
-DEFAULT_FLOW = "dis@0.5"
+#: DIS ULTRAFAST on the full region: on the synthetic bench (Fixed3/4, propagated) 54.2/52.5 mIoU for
+#: 1.5 ms per 512x256 region, against 52.4/50.2 at half size (1.0 ms) and 54.1/52.5 for MEDIUM at
+#: half size (3.0 ms). (An earlier pick of ``dis@0.5`` rested on a DIS object reused across sizes,
+#: which computed a different, slower flow: ``core/flow.py`` DisFlow.)
+DEFAULT_FLOW = "dis"
 DN_VERSIONS = ("auto", "v1", "v2")
 
 #: Short names accepted on the command line.

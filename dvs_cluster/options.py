@@ -25,7 +25,7 @@ from dvs_cluster import validate
 #: ``core.policy.DEFAULT_MAX_AGE``: the DVSNet rule's key-age cap when none is given.
 DEFAULT_MAX_AGE = 0
 #: ``inference.DEFAULT_FLOW``: the default flow source.
-DEFAULT_FLOW = "dis@0.5"
+DEFAULT_FLOW = "dis"
 #: ``core.scheduler.REGION_ORDERS``; ``io.frame.RESIZE_MODES``.
 REGION_ORDERS: tuple[str, ...] = ("fifo", "prefer", "strict")
 RESIZE_MODES: tuple[str, ...] = ("letterbox", "stretch")

@@ -326,7 +326,7 @@ def test_threshold_pick_and_record(tmp_path: Path) -> None:
     for f in ("seg.onnx", "flow.onnx", "dn.onnx"):
         shutil.copy2(ROOT / "models" / f, tmp_path / f)
     write_default(tmp_path / "dn.onnx", 96.0, synthetic=90.0)
-    models = OnnxModels(tmp_path)
+    models = OnnxModels(tmp_path, flow="onnx")  # the FlowNet path's DN v1 (dn.onnx) holds the pick
     assert default_threshold(models) == 96.0 and default_threshold(models, synthetic=True) == 90.0
     assert resolve_threshold(models, -1.0) == 96.0 and resolve_threshold(models, -2.0) == 90.0
     assert resolve_threshold(models, 42.0) == 42.0

@@ -392,11 +392,23 @@ def test_missing_or_corrupt_model_named(tmp_path: Path, models: Path) -> None:
         (tmp_path / name).write_bytes((models / name).read_bytes())
     (tmp_path / "flow.onnx").write_bytes(b"this is not onnx")
     (tmp_path / "dn.onnx").unlink()
-    r = cli("run", "--models", str(tmp_path), "--slaves", "1", stderr=subprocess.PIPE)
+    # The FlowNet path (--flow onnx) needs all three files; the default DIS path needs seg + dn2_dis.
+    r = cli("run", "--models", str(tmp_path), "--flow", "onnx", "--slaves", "1", stderr=subprocess.PIPE)
     _, err = r.communicate(timeout=60)
     assert r.returncode == 2 and "dn.onnx" in err.decode() and b"Traceback" not in err
     (tmp_path / "dn.onnx").write_bytes((models / "dn.onnx").read_bytes())
-    r = cli("slave", "--name", "s0", "--models", str(tmp_path), "--multicast", "off", stderr=subprocess.PIPE)
+    r = cli(
+        "slave",
+        "--name",
+        "s0",
+        "--models",
+        str(tmp_path),
+        "--flow",
+        "onnx",
+        "--multicast",
+        "off",
+        stderr=subprocess.PIPE,
+    )
     _, err = r.communicate(timeout=60)
     assert r.returncode == 2 and "flow.onnx" in err.decode() and b"Traceback" not in err
 

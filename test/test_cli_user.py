@@ -461,7 +461,11 @@ def test_11_bench_names_its_sweep_and_files(tmp_path: Path) -> None:
         "--threads", "1", "--json", "b.json", "--plot", "sweep.png", cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    want = "threshold sweep 70, 80, 85, 90, 95 of Single for flow dis:ultrafast@0.5 (the default; --sweep ''"
+    from dvs_cluster.core.flow import canonical_flow_spec
+    from dvs_cluster.inference import DEFAULT_FLOW
+
+    flow = canonical_flow_spec(DEFAULT_FLOW)
+    want = f"threshold sweep 70, 80, 85, 90, 95 of Single for flow {flow} (the default; --sweep ''"
     assert want in r.stderr
     assert "wrote b.json" in r.stderr and "wrote sweep.png" in r.stderr
     assert (tmp_path / "b.json").is_file() and (tmp_path / "sweep.png").is_file()

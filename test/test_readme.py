@@ -112,7 +112,9 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
             s.terminate()
         logs = [finish(s, slave, timeout=30) for s in slaves]
     assert (tmp_path / "report.json").is_file()
-    assert all("connected to master" in log for log in logs), logs
+    # "connected to master HOST (...)", or "connected to the master of cluster C" when the master's
+    # first heartbeat (which names it) had not come before the slave said so: a short run under load.
+    assert all(re.search(r"connected to (the )?master", log) for log in logs), logs
 
 
 @pytest.mark.train

@@ -231,15 +231,18 @@ class ModelOracle:
         return hit
 
     def _flow_to_key(self, region: int, key: int, t: int) -> FloatArray | None:
-        """Composed flow from frame ``t`` to the key along the chain (None at the key itself)."""
-        if t == key:
+        """Composed flow from frame ``t`` to the key along the chain (None at or before the key)."""
+        if t <= key:
             return None
         cached = self._to_key.get((region, key))
-        if cached is not None and cached[0] == t:
-            return cached[1]
-        inner = self._flow_to_key(region, key, t - 1)  # untimed: steps the simulator did not ask for
-        flow, _ = self.models.flow(self._crop(region, t - 1), self._crop(region, t))
-        out = flow if inner is None else compose(flow, inner)
+        if cached is not None and key < cached[0] <= t:
+            s, out = cached
+        else:
+            s, out = key + 1, self.models.flow(self._crop(region, key), self._crop(region, key + 1))[0]
+        while s < t:  # walk forward (untimed: steps the simulator did not ask for)
+            s += 1
+            flow, _ = self.models.flow(self._crop(region, s - 1), self._crop(region, s), cues=False)
+            out = compose(flow, out)
         self._to_key[(region, key)] = (t, out)
         return out
 

@@ -199,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     """Build samples, train, export and evaluate the DN v2 of one flow source."""
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.dn2", description=__doc__)
     ap.add_argument("--models", type=Path, default=Path("models"), help="seg.onnx (+ flow.onnx) from here")
-    ap.add_argument(
-        "--flow", default="dis@0.5", help="flow source: onnx | dis[:PRESET][@SCALE] (default dis@0.5)"
-    )
+    ap.add_argument("--flow", default="dis", help="flow source: onnx | dis[:PRESET][@SCALE] (default dis)")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: --models)")
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="full", help="DN data sizes (train/cli.py)")
     ap.add_argument("--steps", type=int, default=6000)
