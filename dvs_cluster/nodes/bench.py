@@ -216,7 +216,7 @@ def cluster_commands(
     mcmd += ["--region-order", opt.region_order]
     meta = {
         "slaves": slaves,
-        "options": asdict(opt),
+        "options": {**asdict(opt), "max_age": ctx.max_age},
         "placement": {"cores": len(cores), "master_core": master_core, "slave_cores": slave_cores},
         "oversubscribed": slaves > len(cores),
         "shared_cores": slaves + 1 > len(cores),

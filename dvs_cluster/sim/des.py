@@ -34,7 +34,7 @@ import numpy as np
 
 from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.core.metrics import summarize
-from dvs_cluster.core.policy import DecisionPolicy, make_policy
+from dvs_cluster.core.policy import DEFAULT_MAX_AGE, DecisionPolicy, make_policy
 from dvs_cluster.core.scheduler import Outcome, WorkloadManager
 from dvs_cluster.placement import local_placement as local_placement  # re-exported (tests, callers)
 from dvs_cluster.sim.costs import Costs, result_kind, task_kind
@@ -75,6 +75,8 @@ class SimConfig:
     frames: int
     threshold: float
     policy: str = "dvsnet"
+    #: The DVSNet rule's key-age cap, as the runtime's ``--max-age`` (the default when not given).
+    max_age: int = DEFAULT_MAX_AGE
     max_in_flight: int = 1
     max_queued_frames: int = 4
     forward_threshold: int = 0
@@ -242,7 +244,7 @@ class Simulator:
 
     def _slave(self, me: _Proc, master: _Proc) -> Generator[tuple[Any, ...], None, None]:
         cfg = self.cfg
-        policy = make_policy(cfg.policy, cfg.threshold)
+        policy = make_policy(cfg.policy, cfg.threshold, max_age=cfg.max_age)
         local: dict[int, tuple[int, str]] = {}
         while True:
             if not me.inbox:
@@ -477,11 +479,12 @@ def simulate_single(
     threshold: float,
     policy: str = "dvsnet",
     seed: int = 0,
+    max_age: int = DEFAULT_MAX_AGE,
 ) -> SimResult:
     """Single (everything in one process, no messages): the speed-up baseline, same costs and oracle."""
-    cfg = SimConfig(1, frames, threshold, policy, seed=seed)
+    cfg = SimConfig(1, frames, threshold, policy, max_age=max_age, seed=seed)
     sim = Simulator(cfg, oracle, costs, board, Network("none", 0.0, 0.0, 1))
-    pol = make_policy(policy, threshold)
+    pol = make_policy(policy, threshold, max_age=max_age)
     keys: dict[int, tuple[int, str]] = {}
     total = 0.0
     seg_n = 0

@@ -280,11 +280,11 @@ class ModelOracle:
         hit = self._pairs[(region, key, t)] = (score, counts)
         return hit
 
-    def prime(self, policy: str, threshold: float) -> None:
+    def prime(self, policy: str, threshold: float, max_age: int | None = None) -> None:
         """Walk Single's key chain once, so every stage has compute-time samples before simulating."""
-        from dvs_cluster.core.policy import make_policy
+        from dvs_cluster.core.policy import DEFAULT_MAX_AGE, make_policy
 
-        pol = make_policy(policy, threshold)
+        pol = make_policy(policy, threshold, max_age=DEFAULT_MAX_AGE if max_age is None else max_age)
         keys: dict[int, int] = {}
         for t in range(self.frames):
             for r in range(self.regions):

@@ -110,7 +110,7 @@ def calibrate(ctx: BenchContext, core: int | None) -> tuple[ModelOracle, Costs]:
     )
     grid = RegionGrid(ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
     oracle = ModelOracle(models, ctx.frames, grid, core=core, propagate=ctx.propagate_for(models))
-    oracle.prime("dvsnet", ctx.threshold)
+    oracle.prime("dvsnet", ctx.threshold, ctx.max_age)
     from dvs_cluster.placement import all_cores
 
     cores = all_cores()
@@ -136,6 +136,8 @@ def sim_config(row: dict[str, Any], frames: int, threshold: float, placement: bo
         slaves=int(row["slaves"]),
         frames=frames,
         threshold=threshold,
+        # bench.json files from before the cap ran without one
+        max_age=int(opt.get("max_age", 0)),
         max_in_flight=int(opt["max_in_flight"]),
         max_queued_frames=int(opt["max_queued_frames"]),
         forward_threshold=int(opt["forward_threshold"]),
