@@ -142,6 +142,17 @@ def test_key_policy_and_accuracy_follow_the_oracle() -> None:
     assert q.miou is not None and exact.miou is not None and q.miou <= exact.miou
 
 
+def test_key_age_cap_as_the_runtime() -> None:
+    """``max_age`` forces a key as the processor does (at threshold 0 the DN keys only at age 11)."""
+    never = simulate_single(AgeOracle(), costs(), BOARD, 12, 0.0, max_age=0)
+    assert never.seg_fraction == pytest.approx(2 / 12)  # frames 0 and 11 (score 100 - 10 * 11 < 0)
+    capped = simulate_single(AgeOracle(), costs(), BOARD, 12, 0.0, max_age=3)
+    assert capped.seg_fraction == pytest.approx(4 / 12)  # frames 0, 3, 6, 9
+    one = run(SimConfig(1, 12, 0.0, max_age=3))
+    assert one.seg_fraction == pytest.approx(capped.seg_fraction) and one.key_age["max"] == 2
+    assert capped.fps > simulate_single(AgeOracle(), costs(), BOARD, 12, 100.0, max_age=3).fps
+
+
 def test_strict_region_order_makes_single_decisions() -> None:
     # fifo: 1+6 starts regions of later frames on keys not back yet: staler keys, more seg steps than
     # one board. strict waits instead: Single's path mix and mIoU exactly, faster than one board.

@@ -222,7 +222,10 @@ class Simulator:
             seg = True
         else:
             age = t - key[0]
-            if policy.uses_score:
+            forced = policy.forced(region, age)  # the age cap: no flow source, no DN (the processor's rule)
+            if forced is not None:
+                seg = forced == "seg"
+            elif policy.uses_score:
                 stages += [("flow", self._stage_s("flow")), ("dn", self._stage_s("dn"))]
                 flow_done = True
                 seg = policy.decide(region, age, self.oracle.score(region, key[0], t)) == "seg"

@@ -291,6 +291,8 @@ class ModelOracle:
                 k = keys.get(r)
                 if k is None:
                     seg = True
+                elif pol.forced(r, t - k) is not None:
+                    seg = pol.forced(r, t - k) == "seg"
                 elif pol.uses_score:
                     seg = pol.decide(r, t - k, self.score(r, k, t)) == "seg"
                 else:
