@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -123,7 +124,10 @@ def test_camvid_scores_grouped_vs_strict() -> None:
 
 def test_video_agreement_tiny_clip() -> None:
     """A still clip: DVS equals the seg path everywhere after the key; a moving clip agrees less."""
-    from dvs_cluster.train.realeval import video_agreement
+    from dvs_cluster.train.realeval import video_sweep
+
+    def video_agreement(m: Any, frames: list[np.ndarray], th: float, w: int, h: int) -> dict[str, Any]:
+        return video_sweep(m, frames, [th], w, h, max_age=0)[0]  # DVSNet's rule alone (no age cap)
 
     rng = np.random.default_rng(0)
     still = rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)
@@ -177,16 +181,16 @@ def test_set_cross_entropy_matches_ce() -> None:
 @needs_torch
 def test_video_sweep_shares_the_reference() -> None:
     """One pass, several thresholds: a threshold above every score is the seg path (100 %, no speedup)."""
-    from dvs_cluster.train.realeval import video_agreement, video_sweep
+    from dvs_cluster.train.realeval import video_sweep
 
     rng = np.random.default_rng(1)
     still = rng.integers(0, 255, (64, 128, 3), dtype=np.uint8)
     moving = [np.roll(still, 6 * t, axis=1) for t in range(5)]
-    low, high = video_sweep(FakeModels(), moving, [10.0, 101.0], 128, 64)
+    low, high = video_sweep(FakeModels(), moving, [10.0, 101.0], 128, 64, max_age=0)  # no age cap
     assert high["seg_fraction"] == pytest.approx(1.0) and high["agreement"] == pytest.approx(100.0)
     assert low["seg_fraction"] == pytest.approx(1 / 5) and low["agreement"] < 100.0
     assert low["segpath_ms_per_frame"] == high["segpath_ms_per_frame"]  # the shared reference
-    one = video_agreement(FakeModels(), moving, 10.0, 128, 64)
+    one = video_sweep(FakeModels(), moving, [10.0], 128, 64, max_age=0)[0]
     assert one["agreement"] == pytest.approx(low["agreement"])
 
 

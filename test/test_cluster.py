@@ -17,7 +17,7 @@ import pytest
 from cluster_support import cli, free_port, model_dir
 
 from dvs_cluster.core.metrics import ConfusionMatrix
-from dvs_cluster.core.policy import make_policy
+from dvs_cluster.core.policy import make_policy, policy_spec
 from dvs_cluster.core.processor import labels_from_logits
 from dvs_cluster.core.regions import RegionGrid
 from dvs_cluster.core.warp import warp
@@ -68,7 +68,10 @@ def single_reference(
 
     m = OnnxModels(models, intra_op_threads=1)
     th = default_threshold(m, synthetic=True) if threshold is None else threshold
-    engine = SingleEngine(m, make_policy("dvsnet", th), W, H, overlap=overlap, propagate=propagate)
+    # the runtime's rule, key-age cap included (policy_spec adds the default cap)
+    engine = SingleEngine(
+        m, make_policy(policy_spec("dvsnet"), th), W, H, overlap=overlap, propagate=propagate
+    )
     with open_source("synthetic", W, H, frames=frames) as src:
         return m, th, [(f, engine.process(f.image, f.index)) for f in src]
 
