@@ -156,9 +156,10 @@ class SlaveWatch:
                 self._changed.clear()
                 if self.connected and not shown:
                     self._named(5.0)  # the master's heartbeat (every second) names it
-                    if self.connected:
-                        self.console.say(f"connected to {self._name()}")
-                        shown = True
+                    # Said even if the master has already left meanwhile (a short run): the slave did
+                    # connect and may have served tasks; the next pass then says "master left".
+                    self.console.say(f"connected to {self._name()}")
+                    shown = True
                 elif not self.connected and shown:
                     self.console.say(
                         f"master left (cluster {self.keys.cluster_id}); waiting for the next one "
