@@ -142,6 +142,7 @@ class ModelOracle:
         #: composed flow from that frame to the key), which the DN v2 reads against the key.
         self._chains: dict[tuple[int, int, str], tuple[int, FloatArray]] = {}
         self._to_key: dict[tuple[int, int], tuple[int, FloatArray]] = {}
+        self._steps: dict[tuple[int, int], FloatArray] = {}  # untimed one-frame flows (region, frame)
         self._frames = list(frames)
         self.grid = grid
         self.core = core
@@ -197,8 +198,7 @@ class ModelOracle:
             s, logits = key, roundtrip(self._seg_entry(region, key)[0], quant)
         while s < t - 1:  # walk the chain up to t - 1 (steps the simulator did not ask for are untimed)
             s += 1
-            flow, _ = self.models.flow(self._crop(region, s - 1), self._crop(region, s))
-            logits = warp(logits, flow)
+            logits = warp(logits, self._step_flow(region, s))
         return logits
 
     def _pair(self, region: int, key: int, t: int) -> tuple[float, dict[str, Counts | None]]:
@@ -230,6 +230,14 @@ class ModelOracle:
         hit = self._pairs[(region, key, t)] = (score, counts)
         return hit
 
+    def _step_flow(self, region: int, s: int) -> FloatArray:
+        """Flow frame s -> s - 1 of a region, untimed and computed once (both chain walks read it)."""
+        hit = self._steps.get((region, s))
+        if hit is None:
+            hit = self.models.flow(self._crop(region, s - 1), self._crop(region, s), cues=False)[0]
+            self._steps[(region, s)] = hit
+        return hit
+
     def _flow_to_key(self, region: int, key: int, t: int) -> FloatArray | None:
         """Composed flow from frame ``t`` to the key along the chain (None at or before the key)."""
         if t <= key:
@@ -238,11 +246,10 @@ class ModelOracle:
         if cached is not None and key < cached[0] <= t:
             s, out = cached
         else:
-            s, out = key + 1, self.models.flow(self._crop(region, key), self._crop(region, key + 1))[0]
+            s, out = key + 1, self._step_flow(region, key + 1)
         while s < t:  # walk forward (untimed: steps the simulator did not ask for)
             s += 1
-            flow, _ = self.models.flow(self._crop(region, s - 1), self._crop(region, s), cues=False)
-            out = compose(flow, out)
+            out = compose(self._step_flow(region, s), out)
         self._to_key[(region, key)] = (t, out)
         return out
 
