@@ -2,8 +2,9 @@
 ``dvs-cluster bench``: a Table-II-like comparison of configurations and a DVSNet threshold sweep.
 
 Every configuration runs on the same frames (decoded once, kept in memory, so the source is not
-timed). fps counts engine time only. A source without labels (a real video) is scored by agreement
-with SegPath's labels instead of mIoU. Configurations:
+timed). fps counts engine time only. The in-process configurations and the sweep run interleaved,
+one frame each in turn, so a machine whose speed drifts meets them all alike. A source without labels
+(a real video) is scored by agreement with SegPath's labels instead of mIoU. Configurations:
 
 - ``segpath``: segmentation net on every region of every frame (accuracy reference);
 - ``segpath@S``: the per-frame front, the same net on every region scaled by S first (e.g. 0.5);
@@ -36,7 +37,7 @@ import numpy.typing as npt
 
 from dvs_cluster.cli_common import CliError
 from dvs_cluster.core.policy import DecisionPolicy, DVSNetPolicy, FixedIntervalPolicy, SegPathPolicy
-from dvs_cluster.engine import RunStats, SingleEngine
+from dvs_cluster.engine import RunStats, SingleEngine, run_interleaved
 from dvs_cluster.io.sources import Frame, is_synthetic, open_source
 from dvs_cluster.model_defaults import (  # re-exported: the names lived here
     MODEL_DEFAULT as MODEL_DEFAULT,
@@ -260,8 +261,8 @@ def result_from_stats(name: str, stats: RunStats, **extra: Any) -> dict[str, Any
     return row
 
 
-def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) -> RunStats:
-    """The in-process engine over the context's frames (``models``: the default set if None)."""
+def single_engine(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) -> SingleEngine:
+    """A warmed-up in-process engine over the context's grid (``models``: the default set if None)."""
     models = ctx.models if models is None else models
     engine = SingleEngine(
         models, policy, ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap, ctx.propagate_for(models)
@@ -270,7 +271,12 @@ def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) ->
     if callable(warm):
         r = engine.grid.regions[0]
         warm(r.height, r.width)
-    return engine.run(ctx.frames)
+    return engine
+
+
+def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) -> RunStats:
+    """The in-process engine over the context's frames (``models``: the default set if None)."""
+    return single_engine(ctx, policy, models).run(ctx.frames)
 
 
 def config_models(cfg: InProcess, ctx: BenchContext) -> Any:
@@ -279,26 +285,41 @@ def config_models(cfg: InProcess, ctx: BenchContext) -> Any:
     return ScaledSeg(models, cfg.scale) if cfg.scale != 1.0 else models
 
 
-def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
-    """Run one configuration by name."""
-    display = canonical_name(name)
+@dataclass
+class InProcessRun:
+    """An in-process configuration ready to run: its engine and the row fields known before it runs."""
+
+    display: str
+    engine: SingleEngine
+    extra: dict[str, Any]
+
+
+def prepare_in_process(name: str, ctx: BenchContext) -> InProcessRun | None:
+    """The engine of an in-process config (None for a config another runner handles)."""
     cfg = parse_in_process(name)
-    if cfg is not None:
-        models = config_models(cfg, ctx)
-        policy = _policy_for(cfg, ctx.threshold_for(models), ctx.max_age)
-        extra: dict[str, Any] = {
-            "policy": policy.name,
-            "kind": "per-frame" if cfg.kind == "segpath" else "dvs",
-        }
-        if cfg.kind != "segpath":
-            extra["flow"] = getattr(models, "flow_source", None)
-            extra["dn"] = getattr(models, "dn_version", None)
-        if cfg.scale != 1.0:
-            extra["seg_scale"] = cfg.scale
-        if isinstance(policy, DVSNetPolicy):
-            extra["threshold"] = policy.threshold
+    if cfg is None:
+        return None
+    models = config_models(cfg, ctx)
+    policy = _policy_for(cfg, ctx.threshold_for(models), ctx.max_age)
+    extra: dict[str, Any] = {"policy": policy.name, "kind": "per-frame" if cfg.kind == "segpath" else "dvs"}
+    if cfg.kind != "segpath":
+        extra["flow"] = getattr(models, "flow_source", None)
+        extra["dn"] = getattr(models, "dn_version", None)
+    if cfg.scale != 1.0:
+        extra["seg_scale"] = cfg.scale
+    if isinstance(policy, DVSNetPolicy):
+        extra["threshold"] = policy.threshold
+    return InProcessRun(canonical_name(name), single_engine(ctx, policy, models), extra)
+
+
+def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
+    """Run one configuration by name, on its own."""
+    display = canonical_name(name)
+    prepared = prepare_in_process(name, ctx)
+    if prepared is not None:
         finishers = [start() for start in RUN_OBSERVERS]
-        stats = run_single(ctx, policy, models)
+        stats = prepared.engine.run(ctx.frames)
+        extra = dict(prepared.extra)
         for finish in finishers:
             extra.update(finish())
         return result_from_stats(display, stats, **extra)
@@ -314,6 +335,47 @@ def run_config(name: str, ctx: BenchContext) -> dict[str, Any]:
     )
 
 
+def run_in_process(
+    names: Sequence[str], ctx: BenchContext, thresholds: Sequence[float], flows: Sequence[str | None]
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """
+    The in-process configs among ``names`` and the threshold sweep, interleaved frame by frame.
+
+    Returns (row by config name, sweep points without speed-ups). One run for all of them, so their
+    fps ratios compare configurations on the same machine state (:func:`engine.run_interleaved`).
+    """
+    prepared = {n: p for n in names if (p := prepare_in_process(n, ctx)) is not None}
+    points: list[tuple[dict[str, Any], SingleEngine]] = []
+    for flow in flows:
+        models = ctx.models_for(flow)
+        for th in thresholds:
+            point = {"flow": getattr(models, "flow_source", None), "threshold": th}
+            points.append((point, single_engine(ctx, DVSNetPolicy(th, max_age=ctx.max_age), models)))
+    engines = [p.engine for p in prepared.values()] + [e for _, e in points]
+    if not engines:
+        return {}, []
+    finishers = [start() for start in RUN_OBSERVERS]
+    stats = run_interleaved(engines, ctx.frames)
+    observed: dict[str, Any] = {}
+    for finish in finishers:
+        observed.update(finish())
+    rows = {
+        n: result_from_stats(p.display, st, **p.extra, **observed)
+        for (n, p), st in zip(prepared.items(), stats, strict=False)
+    }
+    out = []
+    for (point, _), st in zip(points, stats[len(prepared) :], strict=True):
+        point.update(
+            frames=st.frames,
+            fps=st.fps,
+            miou=st.miou,
+            agreement=st.confusion.pixel_accuracy() if st.has_gt else None,
+            seg_fraction=st.mix.seg_fraction,
+        )
+        out.append(point)
+    return rows, out
+
+
 def add_speedups(rows: list[dict[str, Any]], baseline: str = "Single") -> str:
     """Fill ``speedup`` = fps / fps of ``baseline`` (or of the first row if absent); returns the baseline."""
     speeds = [r for r in rows if r.get("kind") != "capacity"]  # a master with echo slaves segments nothing
@@ -323,33 +385,6 @@ def add_speedups(rows: list[dict[str, Any]], baseline: str = "Single") -> str:
     for r in speeds:
         r["speedup"] = r["fps"] / base["fps"] if base["fps"] else None
     return str(base["name"])
-
-
-def sweep(
-    ctx: BenchContext,
-    thresholds: Sequence[float],
-    base_fps: float | None,
-    flows: Sequence[str | None] = (None,),
-) -> list[dict[str, Any]]:
-    """DVSNet accuracy/speed trade-off: Single at each threshold, for each flow source."""
-    out = []
-    for flow in flows:
-        models = ctx.models_for(flow)
-        for th in thresholds:
-            st = run_single(ctx, DVSNetPolicy(th, max_age=ctx.max_age), models)
-            out.append(
-                {
-                    "flow": getattr(models, "flow_source", None),
-                    "threshold": th,
-                    "frames": st.frames,
-                    "fps": st.fps,
-                    "miou": st.miou,
-                    "agreement": st.confusion.pixel_accuracy() if st.has_gt else None,
-                    "seg_fraction": st.mix.seg_fraction,
-                    "speedup": st.fps / base_fps if base_fps else None,
-                }
-            )
-    return out
 
 
 def reference_labels(ctx: BenchContext) -> list[Frame]:
@@ -730,26 +765,35 @@ def run_bench(
         _say(f"{ctx.source} has no labels: scoring every config by its agreement with SegPath ...")
         ctx.frames = reference_labels(ctx)
         ctx.quality = "agreement"
-    rows = []
-    for name in names:
-        _say(f"running {canonical_name(name)} on {len(frames)} frames ...")
-        rows.append(run_config(name, ctx))
-    baseline = add_speedups(rows)
-    base_fps = next((r["fps"] for r in rows if r["name"] == baseline), None)
     flows: list[str | None] = []
     for name in names:
         cfg = parse_in_process(name)
         if cfg is not None and cfg.kind == "single" and cfg.flow not in flows:
             flows.append(cfg.flow)
     flows = flows or [None]
+    local = [canonical_name(n) for n in names if parse_in_process(n) is not None]
+    if local:
+        _say(f"running {', '.join(local)} on {len(frames)} frames, interleaved frame by frame ...")
     if thresholds:
         srcs = ", ".join(str(getattr(ctx.models_for(f), "flow_source", f or "default")) for f in flows)
         ths = ", ".join(f"{t:g}" for t in thresholds)
         default = " (the default; --sweep '' skips it)" if args.sweep == DEFAULT_SWEEP else ""
-        _say(f"threshold sweep {ths} of Single for flow {srcs}{default} ...")
+        _say(f"  with the threshold sweep {ths} of Single for flow {srcs}{default}")
+    in_process, points = run_in_process(names, ctx, thresholds, flows)
+    rows = []
+    for name in names:
+        if name in in_process:
+            rows.append(in_process[name])
+        else:
+            _say(f"running {canonical_name(name)} on {len(frames)} frames ...")
+            rows.append(run_config(name, ctx))
+    baseline = add_speedups(rows)
+    base_fps = next((r["fps"] for r in rows if r["name"] == baseline), None)
+    for point in points:
+        point["speedup"] = point["fps"] / base_fps if base_fps else None
     report: dict[str, Any] = {
         "configs": rows,
-        "sweep": sweep(ctx, thresholds, base_fps, flows) if thresholds else [],
+        "sweep": points,
         "speedup_baseline": baseline,
         "threshold": ctx.threshold,
         "quality": ctx.quality,
@@ -758,6 +802,7 @@ def run_bench(
         "grid": [args.rows, args.cols],
         "machine": machine_info(ctx.models),
         "command": "dvs-cluster " + shlex.join(list(argv)),
+        "in_process": "interleaved frame by frame",
     }
     report["front_check"] = front_check(report)
     for hook in REPORT_HOOKS:

@@ -66,6 +66,22 @@ class RunStats:
         """Return the mIoU in percent, None without ground truth."""
         return self.confusion.miou() if self.has_gt else None
 
+    def record(self, frame: Frame, res: FrameResult) -> None:
+        """Count one processed frame: time, path mix, stage latencies, with ground truth the confusion."""
+        self.frames += 1
+        self.engine_seconds += res.latency_ms / 1000.0
+        self.latency.add("frame", res.latency_ms)
+        for o in res.outcomes:
+            self.mix.add(o.path)
+            self.region_paths.setdefault(o.region, PathMix()).add(o.path)
+            self.latency.add_all(o.timings_ms)
+            self.latency.add(f"region_{o.path}", o.total_ms)
+            if o.score is not None:
+                self.scores.append(o.score)
+        if frame.labels is not None:
+            self.has_gt = True
+            self.confusion.update(res.labels, frame.labels)
+
     def to_dict(self) -> dict[str, Any]:
         from dvs_cluster.core.classes import CLASS_NAMES
 
@@ -174,19 +190,7 @@ class SingleEngine:
             if max_frames is not None and stats.frames >= max_frames:
                 break
             res = self.process(frame.image, frame.index)
-            stats.frames += 1
-            stats.engine_seconds += res.latency_ms / 1000.0
-            stats.latency.add("frame", res.latency_ms)
-            for o in res.outcomes:
-                stats.mix.add(o.path)
-                stats.region_paths.setdefault(o.region, PathMix()).add(o.path)
-                stats.latency.add_all(o.timings_ms)
-                stats.latency.add(f"region_{o.path}", o.total_ms)
-                if o.score is not None:
-                    stats.scores.append(o.score)
-            if frame.labels is not None:
-                stats.has_gt = True
-                stats.confusion.update(res.labels, frame.labels)
+            stats.record(frame, res)
             if sinks:
                 back = frame.transform.labels_back(res.labels)
                 for sink in sinks:
@@ -199,3 +203,25 @@ class SingleEngine:
         if progress is not None:
             progress.close(stats.frames, stats)
         return stats
+
+
+def run_interleaved(engines: Sequence[SingleEngine], frames: Sequence[Frame]) -> list[RunStats]:
+    """
+    Run several engines over the same frames, one frame at a time each, in an order that rotates.
+
+    For comparing configurations in one process: a machine's speed drifts over minutes (other jobs,
+    clocks, a shared host), and run one after another each configuration met a different machine;
+    interleaved, every configuration sees the same drift, so their fps ratios hold. Rotating who goes
+    first keeps any warm-cache advantage of a position spread evenly.
+    """
+    stats = [RunStats() for _ in engines]
+    wall0 = time.perf_counter()
+    n = len(engines)
+    for t, frame in enumerate(frames):
+        for j in range(n):
+            i = (t + j) % n
+            stats[i].record(frame, engines[i].process(frame.image, frame.index))
+    wall = time.perf_counter() - wall0
+    for st in stats:
+        st.wall_seconds = wall
+    return stats

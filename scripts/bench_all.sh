@@ -13,7 +13,7 @@ B=.venv/bin/dvs-cluster
 VIDEOS=${VIDEOS:-$HOME/.cache/dvs_cluster}
 parts=${*:-single fps30 real cluster}
 FRONT=segpath,segpath@0.75,segpath@0.5
-SWEEP=80,85,88,90,92,94,96
+SWEEP=80,85,88,90,92,93,94,95,96,98
 for part in $parts; do
   case $part in
     single)

@@ -4,7 +4,7 @@ from fake_models import FakeModels
 from runtime_support import shipped_model_dir
 
 from dvs_cluster.core.policy import DVSNetPolicy, FixedIntervalPolicy, SegPathPolicy
-from dvs_cluster.engine import SingleEngine
+from dvs_cluster.engine import SingleEngine, run_interleaved
 from dvs_cluster.io.sources import Frame, FrameTransform
 
 
@@ -72,3 +72,20 @@ def test_extreme_thresholds_with_shipped_models() -> None:
     assert [r.paths for r in lo] == [["seg"] * 4, ["flow"] * 4, ["flow"] * 4]
     np.testing.assert_array_equal(lo[0].labels, seg[0].labels)
     assert all(eng.keys.timestep(i) == 0 for i in range(4))
+
+
+def test_interleaved_runs_equal_separate_runs() -> None:
+    """The bench's interleaving changes only when each step runs, not what any engine computes."""
+    frames = _frames(6)
+    h, w = frames[0].image.shape[:2]
+    policies = [lambda: SegPathPolicy(), lambda: FixedIntervalPolicy(3), lambda: DVSNetPolicy(50)]
+    alone = [_run(FakeModels(), p(), frames)[1] for p in policies]
+    models = FakeModels()  # one set shared, as the bench shares its sessions
+    together = run_interleaved([SingleEngine(models, p(), w, h) for p in policies], frames)
+    for a, b in zip(alone, together, strict=True):
+        assert b.frames == a.frames == 6
+        assert b.mix.seg == a.mix.seg and b.mix.flow == a.mix.flow
+        assert b.miou == pytest.approx(a.miou)
+        np.testing.assert_array_equal(b.confusion.matrix, a.confusion.matrix)
+        assert b.engine_seconds > 0
+    assert together[0].mix.seg_fraction == 1.0 and together[1].mix.seg_fraction == pytest.approx(2 / 6)
