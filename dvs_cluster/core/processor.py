@@ -102,17 +102,18 @@ _CELL_C = np.tile(np.arange(STRIDE), STRIDE)
 
 def _argmax_first(x: FloatArray) -> tuple[UInt8Array, FloatArray]:
     """
-    (argmax, max) over axis 0 as a running compare.
+    (argmax, max) over axis 0 (at most 255 classes).
 
-    numpy's reductions over a short leading axis are several times slower. Ties keep the lowest index,
-    like ``np.argmax``.
+    numpy's ``argmax`` over a short leading axis is several times slower than its ``max``, so the
+    index comes from two max reductions: the max, then the largest ``C - k`` among the classes k that
+    reach it, which is the lowest such k. Ties keep the lowest index, like ``np.argmax``.
     """
-    best = x[0].copy()
-    idx = np.zeros(best.shape, np.uint8)
-    for k in range(1, x.shape[0]):
-        win = np.greater(x[k], best)
-        np.maximum(best, x[k], out=best)
-        np.copyto(idx, np.uint8(k), where=win)
+    c = x.shape[0]
+    best = x.max(axis=0)
+    rank = np.arange(c, 0, -1, dtype=np.uint8).reshape((c,) + (1,) * (x.ndim - 1))  # C - k
+    top = np.multiply(x == best, rank, dtype=np.uint8).max(axis=0)
+    idx: UInt8Array = np.subtract(c, top, dtype=np.uint8)
+    np.remainder(idx, c, out=idx)  # no class reached the max (NaN logits): class 0, as np.argmax
     return idx, best
 
 
