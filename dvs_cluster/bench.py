@@ -274,11 +274,6 @@ def single_engine(ctx: BenchContext, policy: DecisionPolicy, models: Any = None)
     return engine
 
 
-def run_single(ctx: BenchContext, policy: DecisionPolicy, models: Any = None) -> RunStats:
-    """The in-process engine over the context's frames (``models``: the default set if None)."""
-    return single_engine(ctx, policy, models).run(ctx.frames)
-
-
 def config_models(cfg: InProcess, ctx: BenchContext) -> Any:
     """The models an in-process config runs with."""
     models = ctx.models_for(cfg.flow)
@@ -361,7 +356,7 @@ def run_in_process(
         observed.update(finish())
     rows = {
         n: result_from_stats(p.display, st, **p.extra, **observed)
-        for (n, p), st in zip(prepared.items(), stats, strict=False)
+        for (n, p), st in zip(prepared.items(), stats[: len(prepared)], strict=True)
     }
     out = []
     for (point, _), st in zip(points, stats[len(prepared) :], strict=True):
@@ -399,8 +394,7 @@ def reference_labels(ctx: BenchContext) -> list[Frame]:
     from dvs_cluster.core.classes import IGNORE_LABEL
 
     labels: list[npt.NDArray[np.uint8]] = []
-    engine = SingleEngine(ctx.models, SegPathPolicy(), ctx.width, ctx.height, ctx.rows, ctx.cols, ctx.overlap)
-    engine.run(ctx.frames, on_frame=lambda _f, res: labels.append(res.labels))
+    single_engine(ctx, SegPathPolicy()).run(ctx.frames, on_frame=lambda _f, res: labels.append(res.labels))
     out = []
     for f, lab in zip(ctx.frames, labels, strict=True):
         ref = np.full_like(lab, IGNORE_LABEL)

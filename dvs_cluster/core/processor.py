@@ -141,9 +141,11 @@ def labels_from_logits(logits: FloatArray, height: int, width: int) -> tuple[UIn
     labels = np.ascontiguousarray(blocks[half : half + height, half : half + width])
     ci, cj = np.nonzero(~agree)
     if ci.size:
-        flat = np.pad(logits, ((0, 0), (1, 1), (1, 1)), mode="edge").reshape(c, -1)
-        f = ci * (w + 2) + cj
-        corners = flat[:, np.stack([f, f + 1, f + w + 2, f + w + 3])]  # (C, 4 corners, cells)
+        # the cell's corners in the unpadded grid: padded row i is row i - 1, clamped (edge padding)
+        r0, r1 = np.maximum(ci - 1, 0), np.minimum(ci, h - 1)
+        c0, c1 = np.maximum(cj - 1, 0), np.minimum(cj, w - 1)
+        at = np.stack([r0 * w + c0, r0 * w + c1, r1 * w + c0, r1 * w + c1])
+        corners = logits.reshape(c, -1)[:, at]  # (C, 4 corners, cells)
         cell_labels, cell_max = _argmax_first(np.matmul(_CELL_W, corners))  # (16 pixels, cells)
         rows = STRIDE * ci[None, :] - half + _CELL_R[:, None]
         cols = STRIDE * cj[None, :] - half + _CELL_C[:, None]
