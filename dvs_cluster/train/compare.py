@@ -4,7 +4,9 @@
 For each model directory: seg mIoU on the model card's held-out set (evaluate.SEG_EVAL_SEEDS, 4 seeds x 8
 frames), on a wider held-out set (16 seeds x 4 frames, also >= EVAL_SEED0, never trained on: fewer frames
 per sequence, more sequences, so rare classes weigh less on luck), per-class IoU of both, CamVid test
-mIoU when CamVid is found, and the seg net's CPU cost per region. One JSON line per directory.
+mIoU when CamVid is found, and the seg net's CPU cost per region. One JSON line per directory, then
+one line of the costs measured again side by side (all nets in one process, interleaved over rounds,
+so that a load from elsewhere or the host's drift hits them alike: the figure to compare).
 """
 
 from __future__ import annotations
@@ -50,6 +52,19 @@ def compare(model_dir: Path, camvid: Path | None) -> dict[str, object]:
     return out
 
 
+def side_by_side_ms(model_dirs: list[Path], rounds: int = 5, repeats: int = 10) -> dict[str, float]:
+    """Median ms per 512x256 region of each directory's seg net on 1 thread, interleaved round by round."""
+    import numpy as np
+
+    img = np.random.default_rng(0).integers(0, 256, (1, 256, 512, 3), dtype=np.uint8)
+    sessions = [session(d / "seg.onnx", 1) for d in model_dirs]
+    per: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for i, s in enumerate(sessions):
+            per[i].append(_median_ms(s, {"image": img}, repeats, 2))
+    return {str(d): round(float(np.median(t)), 2) for d, t in zip(model_dirs, per, strict=True)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print one JSON line per model directory."""
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.compare", description=__doc__)
@@ -66,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{d}: no seg.onnx", file=sys.stderr)
             return 2
         print(json.dumps(compare(d, root)), flush=True)
+    print(json.dumps({"seg_ms_per_region_1_thread_side_by_side": side_by_side_ms(a.models)}), flush=True)
     return 0
 
 
