@@ -115,10 +115,10 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
         log_every=1,
     ),
     "lite-cpu": _LITE_CPU,
-    # The same recipe cut to one sitting of about 1.6 h, so that training, the DN refit and the
+    # The same recipe cut to one sitting of about 1.3 h, so that training, the DN refit and the
     # benchmarks fit one working session on 2 cores (measured on a slower host than the above: 2.2 s a
-    # frozen step, so 300 frozen + 1200 fine-tune steps).
-    "lite-cpu-short": replace(_LITE_CPU, frozen_steps=300, finetune_steps=1200),
+    # frozen step, so 300 frozen + 900 fine-tune steps).
+    "lite-cpu-short": replace(_LITE_CPU, frozen_steps=300, finetune_steps=900),
 }
 
 
