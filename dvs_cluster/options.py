@@ -23,7 +23,7 @@ from dvs_cluster import validate
 # Copies of the constants of the modules that own them (this module imports none of them, so that
 # ``dvs-cluster --help`` does not load numpy or OpenCV); test/test_options.py checks they are equal.
 #: ``core.policy.DEFAULT_MAX_AGE``: the DVSNet rule's key-age cap when none is given.
-DEFAULT_MAX_AGE = 3
+DEFAULT_MAX_AGE = 4
 #: ``inference.DEFAULT_FLOW``: the default flow source.
 DEFAULT_FLOW = "dis"
 #: ``core.scheduler.REGION_ORDERS``; ``io.frame.RESIZE_MODES``.

@@ -13,7 +13,7 @@ B=.venv/bin/dvs-cluster
 VIDEOS=${VIDEOS:-$HOME/.cache/dvs_cluster}
 parts=${*:-single fps30 real cluster}
 FRONT=segpath,segpath@0.75,segpath@0.5
-SWEEP=80,85,88,90,92,93,94,95,96,98
+SWEEP=80,85,88,90,92,93,94,95,96,98,90:3,93:3,94:3,94.5:3,95:3,85:5,85:6  # THRESHOLD:CAP points: the fronts of caps 3, 5 and 6 beside the default cap
 for part in $parts; do
   case $part in
     single)

@@ -10,6 +10,7 @@ from runtime_support import shipped_model_dir, write_video
 
 from dvs_cluster import bench
 from dvs_cluster.cli import main
+from dvs_cluster.core.policy import DEFAULT_MAX_AGE
 
 
 def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,7 +97,7 @@ def test_bench_json_shape_and_runner_hook(
     monkeypatch.setitem(bench.RUNNERS, "1+", fake_cluster)
     out_json, md = tmp_path / "b.json", tmp_path / "BENCHMARKS.md"
     md.write_text("# Benchmarks\n\nhand-written intro\n")
-    args = [*common, "--configs", "segpath,single,fixed2,1+2", "--sweep", "50,101", "--json", str(out_json)]
+    args = [*common, "--configs", "segpath,single,fixed2,1+2", "--sweep", "50,101:2", "--json", str(out_json)]
     assert main([*args, "--markdown", str(md)]) == 0
     table = capsys.readouterr().out
     assert "SegPath" in table and "Fixed2" in table and "1+2" in table
@@ -109,6 +110,7 @@ def test_bench_json_shape_and_runner_hook(
     single = rep["configs"][1]
     assert single["speedup"] == pytest.approx(1.0) and rep["configs"][0]["seg_fraction"] == 1.0
     assert [p["threshold"] for p in rep["sweep"]] == [50, 101] and rep["sweep"][1]["seg_fraction"] == 1.0
+    assert [p["max_age"] for p in rep["sweep"]] == [DEFAULT_MAX_AGE, 2]  # THRESHOLD:CAP sets the cap
     assert rep["command"].startswith("dvs-cluster bench")
     text = md.read_text()
     assert "hand-written intro" in text and text.count("dvs-cluster bench: begin") == 1
@@ -124,6 +126,13 @@ def test_bench_plot(tmp_path: Path) -> None:
     }
     bench.plot_report(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_parse_sweep() -> None:
+    assert bench.parse_thresholds("90, 94:3,95:0,") == [(90.0, None), (94.0, 3), (95.0, 0)]
+    for bad in ("90,x", "94:three", "94:-1"):
+        with pytest.raises(bench.BenchError, match="--sweep entry"):
+            bench.parse_thresholds(bad)
 
 
 def test_parse_configs() -> None:

@@ -116,9 +116,11 @@ class SegPathPolicy:
 
 
 #: Key-age cap of the DVSNet rule by default (``--max-age``; 0 = DVSNet's rule alone). From the synthetic
-#: bench (60 frames, DIS + DN v2 at threshold 90): cap 3 lost 3.0 points against SegPath at ~2.6x its
-#: speed, cap 4 lost 4.5 points, no cap 9.0 points; the DN keyed 15 % of the regions.
-DEFAULT_MAX_AGE = 3
+#: bench (120 frames, DIS + DN v2, one interleaved run): cap 4 at threshold 92 lost 3.8 points against
+#: SegPath at 2.66x its speed, cap 3 at 90 3.0 points at 2.40x, and cap 3 holds the slower end of the
+#: front (94: 2.5 points at 2.12x); without a cap the DN at 90 keyed only 15 % of the regions and lost
+#: 9.0 points. README's sweep has both caps.
+DEFAULT_MAX_AGE = 4
 
 
 def policy_spec(policy: str, max_age: int | None = None) -> str:
