@@ -634,6 +634,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     # One curve per flow source and key-age cap: the cap is the sweep's second knob.
     curves = sorted({(str(p.get("flow")), _cap(p)) for p in report["sweep"]})
     colours = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:cyan"]
+    several_caps = len({cap for _, cap in curves}) > 1
     for i, (flow, cap) in enumerate(curves):
         pts: list[tuple[float, float, float]] = sorted(
             (p["fps"], v, p["threshold"])
@@ -643,7 +644,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         if not pts:
             continue
         c = colours[i % len(colours)]
-        name = f"DVS, flow {flow}" + ("" if len(curves) == len({f for f, _ in curves}) else f", cap {cap}")
+        name = f"DVS, flow {flow}" + (f", cap {cap}" if several_caps else "")
         ax.plot([t[0] for t in pts], [t[1] for t in pts], "o-", color=c, label=f"{name} (sweep)")
         labels += [(f"{th:g}", x, y, c) for x, y, th in pts]
     front: list[tuple[float, float, str]] = sorted(
