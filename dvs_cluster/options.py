@@ -24,6 +24,8 @@ from dvs_cluster import validate
 # ``dvs-cluster --help`` does not load numpy or OpenCV); test/test_options.py checks they are equal.
 #: ``core.policy.DEFAULT_MAX_AGE``: the DVSNet rule's key-age cap when none is given.
 DEFAULT_MAX_AGE = 4
+#: ``core.scheduler.DEFAULT_MAX_IN_FLIGHT``: tasks in flight per slave.
+DEFAULT_MAX_IN_FLIGHT = 2
 #: ``inference.DEFAULT_FLOW``: the default flow source.
 DEFAULT_FLOW = "dis"
 #: ``core.scheduler.REGION_ORDERS``; ``io.frame.RESIZE_MODES``.
@@ -141,8 +143,8 @@ MASTER: dict[str, Option] = _opts(
     ),
     Option(
         "max_in_flight",
-        1,
-        "tasks in flight per slave",
+        DEFAULT_MAX_IN_FLIGHT,
+        "tasks in flight per slave (a second one hides the round trip)",
         "--max-in-flight",
         lo=1,
         hi=64,

@@ -32,9 +32,10 @@ for part in $parts; do
           --markdown "BENCHMARKS.md#real-$v"
       done ;;
     cluster)
-      taskset -c 1 $B bench --configs segpath,single,1+1,1+2,1+3,1+4,1+5,1+6,1+2:fifo,1+4:fifo,1+6:fifo,\
-1+2:strict,1+4:strict,1+1:pipe2,1+1:logits,1+1:res16,1+1:res8,1+2:aff,1+2:aff:fwd2,1+2:pipe2:aff,1+2:keys16,\
-1+2:keys8,1+4:pipe2:aff,1+6:pipe2:aff,1+4:pipe2:aff:keys8:res8:fwd2,1+1:echo:pipe4,1+1:echo:hold25 \
+      # pipe1 = one task per slave (the default before 2026-12-04); fifo:pipe1 = the paper's scheme.
+      taskset -c 1 $B bench --configs segpath,single,1+1,1+2,1+3,1+4,1+5,1+6,1+1:pipe1,1+2:pipe1,1+4:pipe1,\
+1+2:fifo:pipe1,1+4:fifo:pipe1,1+6:fifo:pipe1,1+2:strict,1+4:strict,1+1:logits,1+1:res16,1+1:res8,1+2:aff,\
+1+2:aff:fwd2,1+2:keys16,1+2:keys8,1+4:aff,1+6:aff,1+4:aff:keys8:res8:fwd2,1+1:echo:pipe4,1+1:echo:hold25 \
         --frames 60 --threads 1 --sweep '' --json docs/bench/bench.json --plot docs/bench --markdown BENCHMARKS.md ;;
     *) echo "bench_all: unknown part $part (single, fps30, real, cluster)" >&2; exit 2 ;;
   esac

@@ -307,7 +307,9 @@ def test_every_slave_suspect_is_probed_again() -> None:
     from dvs_cluster.transport.messages import decode_task
 
     bus = LoopbackTransport()
-    cfg = MasterConfig(cluster_id="a", width=W, height=256, timeout_s=0.05, status_period_s=0)
+    cfg = MasterConfig(
+        cluster_id="a", width=W, height=256, timeout_s=0.05, status_period_s=0, max_in_flight=1
+    )
     master = MasterNode(bus, cfg)
     got: list[bytes] = []
     bus.subscribe(master.keys.task("s0"), lambda k, p: got.append(p))  # a slave whose answers get lost

@@ -164,7 +164,7 @@ def test_master_config_fields_are_the_tables() -> None:
 
 def test_copied_constants_match_their_owners() -> None:
     from dvs_cluster.core.policy import DEFAULT_MAX_AGE
-    from dvs_cluster.core.scheduler import REGION_ORDERS
+    from dvs_cluster.core.scheduler import DEFAULT_MAX_IN_FLIGHT, REGION_ORDERS
     from dvs_cluster.inference import DEFAULT_FLOW
     from dvs_cluster.io.frame import RESIZE_MODES
     from dvs_cluster.model_defaults import MODEL_DEFAULT
@@ -172,6 +172,7 @@ def test_copied_constants_match_their_owners() -> None:
     assert options.DEFAULT_MAX_AGE == DEFAULT_MAX_AGE and options.DEFAULT_FLOW == DEFAULT_FLOW
     assert options.REGION_ORDERS == REGION_ORDERS and options.RESIZE_MODES == RESIZE_MODES
     assert options.THRESHOLD_MODEL_DEFAULT == MODEL_DEFAULT
+    assert options.DEFAULT_MAX_IN_FLIGHT == DEFAULT_MAX_IN_FLIGHT
 
 
 def test_old_spellings_still_parse() -> None:

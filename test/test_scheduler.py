@@ -98,21 +98,59 @@ def test_redispatch_on_slave_loss() -> None:
     wm.add_slave("b")
     wm.submit(0)
     got = drain(wm)
-    lost = sorted((s, r) for s, r, name in got if name == "a")
+    # Two live slaves: one task each, the other regions wait for the first to finish (no second slots).
+    assert sorted(name for _, _, name in got) == ["a", "b"]
+    lost = [(s, r) for s, r, name in got if name == "a"]
     requeued = wm.remove_slave("a")
-    assert sorted((j.sequence, j.region) for j in requeued) == lost
+    assert [(j.sequence, j.region) for j in requeued] == lost
     assert all(j.attempt == 1 for j in requeued)
     assert wm.redispatched == len(lost)
+    # b is the only slave left: its second slot takes the oldest free region, the re-queued one.
     again = drain(wm)
-    assert sorted((s, r) for s, r, _ in again) == []  # b is full (2 in flight)
-    for s, r, name in got:
-        if name == "b":
-            wm.complete("b", s, r, seg=False)
-    again = drain(wm)
-    assert sorted((s, r) for s, r, _ in again) == lost and {n for _, _, n in again} == {"b"}
-    for s, r, _ in again:
-        assert wm.complete("b", s, r, seg=False) is Outcome.ACCEPTED
+    assert [(s, r, name) for s, r, name in again] == [(*lost[0], "b")]
+    assert drain(wm) == []  # b is full (2 in flight)
+    answered = 0
+    while not wm.idle():
+        for s, r, _ in [*got, *again]:
+            if wm.complete("b", s, r, seg=False) is Outcome.ACCEPTED:
+                answered += 1
+        got, again = [], drain(wm)
+        assert again and {name for _, _, name in again} == {"b"}
+        if answered + len(again) == 4:
+            for s, r, _ in again:
+                assert wm.complete("b", s, r, seg=False) is Outcome.ACCEPTED
+            break
     assert wm.frame_done(0) and wm.idle()
+
+
+def test_second_slots_carry_only_chained_jobs_unless_one_slave() -> None:
+    # Two slaves, two tasks each, four regions: frame 0's regions 0 and 1 go out, one to each slave.
+    wm = WorkloadManager(4, max_in_flight=2)
+    wm.add_slave("a")
+    wm.add_slave("b")
+    wm.submit(0)
+    wm.submit(1)
+    d0, d1 = wm.next_dispatch(0.0), wm.next_dispatch(1.0)
+    assert d0 is not None and d1 is not None and {d0.slave, d1.slave} == {"a", "b"}
+    # Regions 2 and 3 have nothing in flight, but both slaves are busy: a second slot would make them
+    # wait out a task that may be a seg step. Only region 1's next frame queues behind its own job,
+    # then region 0's; the free regions wait for the first slave to answer.
+    d2, d3 = wm.next_dispatch(2.0), wm.next_dispatch(3.0)
+    assert d2 is not None and (d2.job.sequence, d2.job.region, d2.slave) == (1, 1, d1.slave)
+    assert d3 is not None and (d3.job.sequence, d3.job.region, d3.slave) == (1, 0, d0.slave)
+    assert wm.next_dispatch(4.0) is None
+    # A slave that answers and still runs a chained job is busy: the free regions keep waiting, and
+    # go to the first slave with nothing in flight.
+    wm.complete(d0.slave, 0, 0, seg=False)
+    assert wm.next_dispatch(5.0) is None
+    wm.complete(d0.slave, 1, 0, seg=False)
+    d4 = wm.next_dispatch(6.0)
+    assert d4 is not None and (d4.job.sequence, d4.job.region, d4.slave) == (0, 2, d0.slave)
+    # One slave: no other to wait for, so its second slot takes the oldest free region.
+    lone = WorkloadManager(4, max_in_flight=2)
+    lone.add_slave("a")
+    lone.submit(0)
+    assert [(s, r) for s, r, _ in drain(lone)] == [(0, 0), (0, 1)]
 
 
 def test_timeout_redispatch_suspect_and_late_duplicate() -> None:

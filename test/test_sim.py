@@ -90,7 +90,7 @@ def test_one_slave_closed_form() -> None:
 def test_latency_without_pipelining_adds_round_trips() -> None:
     # 1 task in flight: each region pays compute + two one-way latencies.
     net = Network("lat", 0.0, 2.0, 1)
-    r = run(SimConfig(1, 10, 90.0, policy="segpath"), net=net)
+    r = run(SimConfig(1, 10, 90.0, policy="segpath", max_in_flight=1), net=net)
     assert r.fps == pytest.approx(1000.0 / (R * (10.0 + 4.0)), rel=1e-9)
     # Two in flight hide the transfer behind compute (only the pipeline fill and drain remain).
     r2 = run(SimConfig(1, 10, 90.0, policy="segpath", max_in_flight=2), net=net)

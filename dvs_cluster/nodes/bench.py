@@ -58,6 +58,7 @@ from typing import Any
 from dvs_cluster import bench as _bench
 from dvs_cluster.bench import BenchContext, BenchError, register_runner
 from dvs_cluster.core.processor import RegionOutcome
+from dvs_cluster.core.scheduler import DEFAULT_MAX_IN_FLIGHT
 from dvs_cluster.nodes.slave import SlaveHooks
 from dvs_cluster.placement import all_cores as all_cores  # re-exported: it lived here
 from dvs_cluster.placement import local_placement, pin_to
@@ -79,7 +80,7 @@ RUN_TIMEOUT_S = 600.0
 class ClusterOptions:
     """Master/slave options of one bench config (defaults = the CLI's defaults)."""
 
-    max_in_flight: int = 1
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_queued_frames: int = 4
     affinity: bool = False
     forward_threshold: int = 0

@@ -40,7 +40,7 @@ from dvs_cluster.core.keys import KeyBuffer, KeyFrame
 from dvs_cluster.core.metrics import ConfusionMatrix, PathMix, StreamLatency
 from dvs_cluster.core.processor import logit_grid
 from dvs_cluster.core.regions import RegionGrid
-from dvs_cluster.core.scheduler import Outcome, WorkloadManager
+from dvs_cluster.core.scheduler import DEFAULT_MAX_IN_FLIGHT, Outcome, WorkloadManager
 from dvs_cluster.io.frame import Frame
 from dvs_cluster.io.sinks import Sink
 from dvs_cluster.nodes.inbox import ALIVE, FRAME, RESULT, STATUS, Inbox
@@ -94,7 +94,7 @@ class MasterConfig:
     # DN threshold; negative = each slave's model default (model_defaults.MODEL_DEFAULT: for real cameras,
     # model_defaults.MODEL_DEFAULT_SYNTHETIC: for the synthetic video; model card, else 90)
     threshold: float = -1.0
-    max_in_flight: int = 1  # tasks in flight per slave
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT  # tasks in flight per slave
     max_queued_frames: int = 4
     timeout_s: float = 10.0  # a task unanswered this long is re-dispatched
     forward_threshold: int = 0  # forward the global key when the slave's is more than this older

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         "--variants",
         default=None,
         help="scheduler variants to try, comma-separated (default: every one in sim.plan.VARIANTS: "
-        "fifo, default, pipe2+aff, pipe2+aff+f16, pipe2+aff+u8+fwd2)",
+        "fifo, pipe1, default, aff, aff+f16, aff+u8+fwd2)",
     )
     p.add_argument(
         "--calibration", metavar="FILE", help="calibration.npz (default: docs/bench/calibration.npz)"

@@ -35,7 +35,7 @@ import numpy as np
 from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.core.metrics import summarize
 from dvs_cluster.core.policy import DEFAULT_MAX_AGE, DecisionPolicy, make_policy
-from dvs_cluster.core.scheduler import Outcome, WorkloadManager
+from dvs_cluster.core.scheduler import DEFAULT_MAX_IN_FLIGHT, Outcome, WorkloadManager
 from dvs_cluster.placement import local_placement as local_placement  # re-exported (tests, callers)
 from dvs_cluster.sim.costs import Costs, result_kind, task_kind
 from dvs_cluster.sim.oracle import Counts, Oracle, coarsest, miou_from_counts
@@ -77,7 +77,7 @@ class SimConfig:
     policy: str = "dvsnet"
     #: The DVSNet rule's key-age cap, as the runtime's ``--max-age`` (the default when not given).
     max_age: int = DEFAULT_MAX_AGE
-    max_in_flight: int = 1
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_queued_frames: int = 4
     forward_threshold: int = 0
     affinity: bool = False

@@ -157,10 +157,12 @@ def _boards(boards: dict[str, Any]) -> list[str]:
         "### Predicted: one board per process (board = one core of this machine, measured costs)",
         "",
         "Same calibration; every process on its own core, nothing time-shared. `fifo` = the paper's"
-        " queue order (the head of the queue to any free slave); `default` = the master's defaults"
-        " (region order `prefer`: regions with nothing in flight first, so few steps start from a key"
-        " that is about to be replaced); `pipe2+aff` = 2 tasks in flight per slave + key-affinity"
-        " scheduling; `+f16` = float16 keys and results; `best` = the fastest of these per N.",
+        " scheme (the head of the queue to any free slave, one task at a time); `pipe1` = the"
+        " defaults with one task at a time; `default` = the master's defaults (region order `prefer`:"
+        " regions with nothing in flight first, so few steps start from a key that is about to be"
+        " replaced; 2 tasks in flight per slave, the second one a job chained behind the same"
+        " region's); `aff` = + key-affinity scheduling; `+f16` = float16 keys and results; `best` ="
+        " the fastest of these per N.",
         "",
         *_head(
             "network",

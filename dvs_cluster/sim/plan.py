@@ -22,19 +22,23 @@ from dvs_cluster.sim.profiles import load_board, load_network
 ENV_CALIBRATION = "DVS_CLUSTER_CALIBRATION"
 #: Scheduler/transport options the planner (and the bench's board predictions) try per N; a planner
 #: picks the fastest per N. Each has been run for real in the bench (docs/bench/bench.json).
-OPTIMISED: dict[str, Any] = {"max_in_flight": 2, "affinity": True}
+#: Key affinity on top of the defaults (which pipeline 2 tasks per slave).
+OPTIMISED: dict[str, Any] = {"affinity": True}
 F16: dict[str, Any] = {"key_quantize": "float16", "result_quantize": "float16"}
 #: uint8 keys and results, and a slave's local key counts as fresh up to 2 frames: fewer and smaller
 #: forwarded keys, which are what saturates a 1 Gbit/s master link from 1+5 on.
 U8_FWD2: dict[str, Any] = {"key_quantize": "uint8", "result_quantize": "uint8", "forward_threshold": 2}
-#: The paper's queue order (the head of the queue to any free slave), the "before" of region_order.
-FIFO: dict[str, Any] = {"region_order": "fifo"}
+#: The paper's scheme: the head of the queue to any free slave, one task at a time (the "before").
+FIFO: dict[str, Any] = {"region_order": "fifo", "max_in_flight": 1}
+#: The defaults without pipelining (the master's default before 2026-12-04).
+PIPE1: dict[str, Any] = {"max_in_flight": 1}
 VARIANTS: dict[str, dict[str, Any]] = {
     "fifo": FIFO,
+    "pipe1": PIPE1,
     "default": {},
-    "pipe2+aff": OPTIMISED,
-    "pipe2+aff+f16": {**OPTIMISED, **F16},
-    "pipe2+aff+u8+fwd2": {**OPTIMISED, **U8_FWD2},
+    "aff": OPTIMISED,
+    "aff+f16": {**OPTIMISED, **F16},
+    "aff+u8+fwd2": {**OPTIMISED, **U8_FWD2},
 }
 
 

@@ -32,7 +32,7 @@ from dvs_cluster.sim.des import (
     simulate_single,
 )
 from dvs_cluster.sim.oracle import ModelOracle, Oracle, pinned
-from dvs_cluster.sim.plan import F16, OPTIMISED, U8_FWD2, VARIANTS
+from dvs_cluster.sim.plan import F16, FIFO, OPTIMISED, PIPE1, U8_FWD2, VARIANTS
 from dvs_cluster.sim.profiles import load_board, load_network
 
 #: Validation target of the issue: predicted fps within this fraction of the measured fps.
@@ -41,12 +41,14 @@ FPS_TOLERANCE = 0.15
 PREDICT_MAX = 6
 #: Scaling options switched one at a time (simulated 1+4 on 1 Gbit/s).
 TOGGLES: list[tuple[str, dict[str, Any]]] = [
-    ("paper: fifo queue order, flow results carry logits", {"flow_logits": True, "region_order": "fifo"}),
-    ("default (prefer region order, labels on the flow path)", {}),
-    ("+ pipelining (2 in flight)", {"max_in_flight": 2}),
-    ("+ key affinity", {"affinity": True}),
-    ("+ key affinity, forward keys 2+ frames old", {"affinity": True, "forward_threshold": 2}),
-    ("+ pipelining + affinity", OPTIMISED),
+    (
+        "paper: fifo queue order, one task per slave, flow results carry logits",
+        {"flow_logits": True, **FIFO},
+    ),
+    ("default (prefer region order, 2 in flight, labels on the flow path)", {}),
+    ("no pipelining (1 in flight)", PIPE1),
+    ("+ key affinity", OPTIMISED),
+    ("+ key affinity, forward keys 2+ frames old", {**OPTIMISED, "forward_threshold": 2}),
     ("region order fifo (the paper's queue order)", {"region_order": "fifo"}),
     ("region order strict (one board's keys, per-region chains)", {"region_order": "strict"}),
     ("+ keys float16", {"key_quantize": "float16"}),
@@ -54,8 +56,8 @@ TOGGLES: list[tuple[str, dict[str, Any]]] = [
     ("+ results float16", {"result_quantize": "float16"}),
     ("+ results uint8", {"result_quantize": "uint8"}),
     ("queue of 2 frames", {"max_queued_frames": 2}),
-    ("all: pipe2 + aff + float16 keys/results", {**OPTIMISED, **F16}),
-    ("all: pipe2 + aff + uint8 keys/results + forward 2+", {**OPTIMISED, **U8_FWD2}),
+    ("all: aff + float16 keys/results", {**OPTIMISED, **F16}),
+    ("all: aff + uint8 keys/results + forward 2+", {**OPTIMISED, **U8_FWD2}),
 ]
 #: Board-prediction variants (the planner's); ``best`` is the fastest of them per N.
 BOARD_VARIANTS = VARIANTS

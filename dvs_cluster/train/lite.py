@@ -119,6 +119,9 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
     # benchmarks fit one working session on 2 cores (run 2026-12-03 on a host slower than the above:
     # 2.2-2.4 s a step in both phases, 1,200 steps in 47 min).
     "lite-cpu-short": replace(_LITE_CPU, frozen_steps=300, finetune_steps=900),
+    # The short run's frozen phase with 2.3x its fine-tuning (2,400 steps, about 1.5 h here): the
+    # second point of the learning curve, within one working session.
+    "lite-cpu-mid": replace(_LITE_CPU, frozen_steps=300, finetune_steps=2100),
 }
 
 
