@@ -64,15 +64,16 @@ def test_seg_net_contract_and_levels() -> None:
 @needs_weights
 @pytest.mark.train
 @pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
-def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path) -> None:
-    """lite-tiny: a sitting stopped after one step, --resume to the end, export; the contract holds."""
+@pytest.mark.parametrize("budget", ["lite-tiny", "lite-tiny-rare"])
+def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -> None:
+    """A tiny budget: a sitting stopped after one step, --resume to the end, export; the contract holds."""
     import onnxruntime as ort
     import torch
 
     from dvs_cluster.train.lite import STATE_FILE, main
 
     out, work = tmp_path / "models", tmp_path / "work"
-    args = ["--budget", "lite-tiny", "--out", str(out), "--work", str(work), "--base", str(ROOT / "models")]
+    args = ["--budget", budget, "--out", str(out), "--work", str(work), "--base", str(ROOT / "models")]
     args += ["--camvid-tar", str(CAMVID_TAR), "--threads", "1", "--log", str(tmp_path / "train.log")]
     assert main([*args, "--sitting-minutes", "0"]) == 0
     state = torch.load(work / STATE_FILE, weights_only=False)
@@ -88,4 +89,8 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path) -> None:
     assert "EfficientNet-Lite0" in meta["encoder"] and meta["steps"] == "4"
     info = json.loads((out / "training.json").read_text())
     assert info["stages"]["seg"]["sittings"] == 2 and info["stages"]["seg"]["steps"] == 4
-    assert "resumed at step 1/4" in (tmp_path / "train.log").read_text()
+    log = (tmp_path / "train.log").read_text()
+    assert "resumed at step 1/4" in log
+    # The device sampler's generators resume with the rest of the state.
+    assert (state["crop_rng"] is not None) == (budget == "lite-tiny-rare")
+    assert ("rare-class sampling 50%" in log) == (budget == "lite-tiny-rare")

@@ -71,6 +71,11 @@ class LiteBudget:
     checkpoint_every_s: float = 60.0
     fpn: int = 96
     dec4: int = 64
+    # "cpu": numpy crop loops (data.seg_crops / datasets.real_crops); "device": devcrops.DeviceCrops,
+    # which also places ``rare`` of the crops by rare-class sampling (poles, signs, bicyclists in most
+    # batches), as the shipped seg net's GPU recipe does.
+    sampler: str = "cpu"
+    rare: float = 0.0
 
     @property
     def steps(self) -> int:
@@ -114,6 +119,25 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
         encoder_lr_mult=0.1,
         log_every=1,
     ),
+    # lite-tiny through the device sampler with rare-class sampling (CI runs both).
+    "lite-tiny-rare": LiteBudget(
+        seg_seeds=1,
+        seg_frames=2,
+        seg_stride=5,
+        camvid_splits=("train",),
+        camvid_limit=4,
+        batch=2,
+        real_per_batch=1,
+        crop_h=128,
+        crop_w=128,
+        frozen_steps=2,
+        finetune_steps=2,
+        lr=1e-3,
+        encoder_lr_mult=0.1,
+        log_every=1,
+        sampler="device",
+        rare=0.5,
+    ),
     "lite-cpu": _LITE_CPU,
     # The same recipe cut to one sitting of under an hour, so that training, the DN refit and the
     # benchmarks fit one working session on 2 cores (run 2026-12-03 on a host slower than the above:
@@ -122,6 +146,9 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
     # The short run's frozen phase with 2.3x its fine-tuning (2,400 steps, about 1.5 h here): the
     # second point of the learning curve, within one working session.
     "lite-cpu-mid": replace(_LITE_CPU, frozen_steps=300, finetune_steps=2100),
+    # The full recipe with half the crops placed by rare-class sampling and 3x the synthetic frames:
+    # the two ways the shipped seg net's GPU recipe differs from lite-cpu besides its length.
+    "lite-cpu-rare": replace(_LITE_CPU, seg_seeds=48 * 3, sampler="device", rare=0.5),
 }
 
 
@@ -185,6 +212,7 @@ def train(
     weights = mixed_class_weights(synth, real, k / b.batch)
     sets = torch.from_numpy(np.stack([R.identity_sets(), real.sets]))
     source = torch.tensor([0] * (b.batch - k) + [1] * k, dtype=torch.int64)
+    draw = _device_draw(synth, real, b, seed, log) if b.sampler == "device" else None
     enc, dec = net.encoder_parameters(), net.decoder_parameters()
     opt = torch.optim.AdamW(
         [{"params": dec, "lr": b.lr}, {"params": enc, "lr": 0.0}], weight_decay=b.weight_decay
@@ -196,6 +224,8 @@ def train(
         rng.bit_generator.state = resume["rng"]
         gen.set_state(resume["torch_rng"])
         step, seconds, ema = int(resume["step"]), float(resume["seconds"]), resume.get("loss_ema")
+        if draw is not None:
+            draw.set_state(resume["crop_rng"])
         log(f"[lite] resumed at step {step}/{b.steps} ({seconds / 60:.1f} min of training so far)")
 
     def snapshot(done: bool) -> dict[str, Any]:
@@ -204,6 +234,7 @@ def train(
             "optimizer": opt.state_dict(),
             "rng": rng.bit_generator.state,
             "torch_rng": gen.get_state(),
+            "crop_rng": None if draw is None else draw.get_state(),
             "step": step,
             "seconds": seconds,
             "loss_ema": ema,
@@ -230,10 +261,14 @@ def train(
         net.train()
         for m in net.encoder_modules():
             freeze_bn(m)
-        xs_s, ys_s = D.seg_crops(synth, b.batch - k, b.crop_h, b.crop_w, rng)
-        xs_r, ys_r = R.real_crops(real, k, b.crop_h, b.crop_w, rng, b.jitter)
-        x = _jitter(torch.from_numpy(np.concatenate([xs_s, xs_r])), gen)
-        y = torch.from_numpy(np.concatenate([ys_s, ys_r]).astype(np.int64))
+        if draw is not None:
+            xd, y = draw(b.batch - k, k, b.crop_h, b.crop_w)
+            x = _jitter(xd, gen)
+        else:
+            xs_s, ys_s = D.seg_crops(synth, b.batch - k, b.crop_h, b.crop_w, rng)
+            xs_r, ys_r = R.real_crops(real, k, b.crop_h, b.crop_w, rng, b.jitter)
+            x = _jitter(torch.from_numpy(np.concatenate([xs_s, xs_r])), gen)
+            y = torch.from_numpy(np.concatenate([ys_s, ys_r]).astype(np.int64))
         logits = net(x)
         up = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
         loss = set_cross_entropy(up, y, source, sets, weights)
@@ -269,6 +304,39 @@ def train(
     final = snapshot(step >= b.steps)
     save_state(state_path, final)
     return final
+
+
+class _DeviceDraw:
+    """Both sets as devcrops.DeviceCrops on the CPU; their generators go into the training state."""
+
+    def __init__(self, synth: D.SegSet, real: R.RealSet, b: LiteBudget, seed: int) -> None:
+        from dvs_cluster.train.devcrops import DeviceCrops
+
+        cpu = torch.device("cpu")
+        self.synth = DeviceCrops(synth.images, synth.labels, cpu, rare=b.rare, seed=seed)
+        scales = [R.runtime_scale(im.shape[1], im.shape[0]) for im in real.images]
+        self.real = DeviceCrops(real.images, real.labels, cpu, scales, b.jitter, rare=b.rare, seed=seed + 1)
+
+    def __call__(self, n_synth: int, n_real: int, ch: int, cw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = self.synth.sample(n_synth, ch, cw)
+        xr, yr = self.real.sample(n_real, ch, cw)
+        return torch.cat([xs, xr]), torch.cat([ys, yr])
+
+    def get_state(self) -> list[torch.Tensor]:
+        return [self.synth.gen.get_state(), self.real.gen.get_state()]
+
+    def set_state(self, states: list[torch.Tensor]) -> None:
+        self.synth.gen.set_state(states[0])
+        self.real.gen.set_state(states[1])
+
+
+def _device_draw(
+    synth: D.SegSet, real: R.RealSet, b: LiteBudget, seed: int, log: Callable[[str], None]
+) -> _DeviceDraw:
+    t0 = time.time()
+    draw = _DeviceDraw(synth, real, b, seed)
+    log(f"[lite] device sampler: sets indexed in {time.time() - t0:.0f}s, rare-class sampling {b.rare:.0%}")
+    return draw
 
 
 def build_net(b: LiteBudget, pretrained: bool = True) -> EffSegNet:
@@ -405,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(synth.images)} synthetic frames 1024x512 + {len(real)} CamVid images ({real.name}) at the "
             f"run-time scale x{b.jitter[0]}..{b.jitter[1]}; {b.real_per_batch} of {b.batch} crops real, "
             f"{b.crop_w}x{b.crop_h}, flips, colour jitter"
+            + (f", {b.rare:.0%} of crops by rare-class sampling" if b.rare else "")
         ),
     }
     stop = math.inf if a.sitting_minutes is None else 60.0 * a.sitting_minutes
