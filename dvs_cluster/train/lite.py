@@ -149,6 +149,10 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
     # The full recipe with half the crops placed by rare-class sampling and 3x the synthetic frames:
     # the two ways the shipped seg net's GPU recipe differs from lite-cpu besides its length.
     "lite-cpu-rare": replace(_LITE_CPU, seg_seeds=48 * 3, sampler="device", rare=0.5),
+    # lite-cpu-short with only the sampler changed: the A/B of rare-class sampling at equal steps.
+    "lite-cpu-short-rare": replace(
+        _LITE_CPU, frozen_steps=300, finetune_steps=900, sampler="device", rare=0.5
+    ),
 }
 
 
