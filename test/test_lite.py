@@ -61,6 +61,22 @@ def test_seg_net_contract_and_levels() -> None:
     assert enc and not enc & {id(p) for p in net.decoder_parameters()}
 
 
+def test_device_without_cuda_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--device cuda where there is none (this VM): exit 2 and say so before loading anything."""
+    import torch
+
+    from dvs_cluster.train.lite import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here")
+    args = ["--budget", "lite-tiny", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m")]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert main([*args, "--device", "tpu9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no CUDA device here" in err[0] and "not a torch device" in err[1]
+    assert not (tmp_path / "w").exists()
+
+
 @needs_weights
 @pytest.mark.train
 @pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")

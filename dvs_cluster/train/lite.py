@@ -16,6 +16,10 @@ the process priority for a background run; progress lines go to stderr (and ``--
 machine shared with other jobs, start it with ``OMP_WAIT_POLICY=PASSIVE`` in the environment: torch's
 OpenMP threads then sleep at barriers instead of spinning on the cores the other jobs need (measured
 here: 39 s a step with spinning under a load of 8, against ~1.4 s on an idle machine).
+
+``--device cuda`` runs the same steps on a GPU when one is lent (same schedule, state saved on the CPU,
+so a run may change machines between sittings); it has not run here, where no GPU was lent, and a
+machine without CUDA gets one line and exit 2.
 """
 
 from __future__ import annotations
@@ -204,19 +208,24 @@ def train(
     resume: dict[str, Any] | None = None,
     stop_after_s: float = math.inf,
     meta: dict[str, Any] | None = None,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
     """
     Run (or continue) the two phases; returns the final state dict (also saved to ``state_path``).
 
-    Stops early, with everything saved, once this sitting has run ``stop_after_s``.
+    Stops early, with everything saved, once this sitting has run ``stop_after_s``. ``device`` (CPU by
+    default) only makes the steps faster: same schedule, same state file (saved on the CPU), so a run
+    may go on over sittings on different machines.
     """
+    dev = device or torch.device("cpu")
+    net.to(dev)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     k = min(b.real_per_batch, b.batch - 1)
-    weights = mixed_class_weights(synth, real, k / b.batch)
-    sets = torch.from_numpy(np.stack([R.identity_sets(), real.sets]))
-    source = torch.tensor([0] * (b.batch - k) + [1] * k, dtype=torch.int64)
-    draw = _device_draw(synth, real, b, seed, log) if b.sampler == "device" else None
+    weights = mixed_class_weights(synth, real, k / b.batch).to(dev)
+    sets = torch.from_numpy(np.stack([R.identity_sets(), real.sets])).to(dev)
+    source = torch.tensor([0] * (b.batch - k) + [1] * k, dtype=torch.int64, device=dev)
+    draw = _device_draw(synth, real, b, seed, log, dev) if b.sampler == "device" else None
     enc, dec = net.encoder_parameters(), net.decoder_parameters()
     opt = torch.optim.AdamW(
         [{"params": dec, "lr": b.lr}, {"params": enc, "lr": 0.0}], weight_decay=b.weight_decay
@@ -271,8 +280,8 @@ def train(
         else:
             xs_s, ys_s = D.seg_crops(synth, b.batch - k, b.crop_h, b.crop_w, rng)
             xs_r, ys_r = R.real_crops(real, k, b.crop_h, b.crop_w, rng, b.jitter)
-            x = _jitter(torch.from_numpy(np.concatenate([xs_s, xs_r])), gen)
-            y = torch.from_numpy(np.concatenate([ys_s, ys_r]).astype(np.int64))
+            x = _jitter(torch.from_numpy(np.concatenate([xs_s, xs_r])).to(dev), gen)
+            y = torch.from_numpy(np.concatenate([ys_s, ys_r]).astype(np.int64)).to(dev)
         logits = net(x)
         up = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
         loss = set_cross_entropy(up, y, source, sets, weights)
@@ -311,15 +320,14 @@ def train(
 
 
 class _DeviceDraw:
-    """Both sets as devcrops.DeviceCrops on the CPU; their generators go into the training state."""
+    """Both sets as devcrops.DeviceCrops on ``dev``; their generators go into the training state."""
 
-    def __init__(self, synth: D.SegSet, real: R.RealSet, b: LiteBudget, seed: int) -> None:
+    def __init__(self, synth: D.SegSet, real: R.RealSet, b: LiteBudget, seed: int, dev: torch.device) -> None:
         from dvs_cluster.train.devcrops import DeviceCrops
 
-        cpu = torch.device("cpu")
-        self.synth = DeviceCrops(synth.images, synth.labels, cpu, rare=b.rare, seed=seed)
+        self.synth = DeviceCrops(synth.images, synth.labels, dev, rare=b.rare, seed=seed)
         scales = [R.runtime_scale(im.shape[1], im.shape[0]) for im in real.images]
-        self.real = DeviceCrops(real.images, real.labels, cpu, scales, b.jitter, rare=b.rare, seed=seed + 1)
+        self.real = DeviceCrops(real.images, real.labels, dev, scales, b.jitter, rare=b.rare, seed=seed + 1)
 
     def __call__(self, n_synth: int, n_real: int, ch: int, cw: int) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = self.synth.sample(n_synth, ch, cw)
@@ -335,10 +343,10 @@ class _DeviceDraw:
 
 
 def _device_draw(
-    synth: D.SegSet, real: R.RealSet, b: LiteBudget, seed: int, log: Callable[[str], None]
+    synth: D.SegSet, real: R.RealSet, b: LiteBudget, seed: int, log: Callable[[str], None], dev: torch.device
 ) -> _DeviceDraw:
     t0 = time.time()
-    draw = _DeviceDraw(synth, real, b, seed)
+    draw = _DeviceDraw(synth, real, b, seed, dev)
     log(f"[lite] device sampler: sets indexed in {time.time() - t0:.0f}s, rare-class sampling {b.rare:.0%}")
     return draw
 
@@ -372,7 +380,7 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
     info["stages"]["seg"] = {
         "command": " && ".join(state.get("commands", [cmd])),
         "recipe": "lite (train/lite.py): frozen encoder, then fine-tune; encoder BN frozen",
-        "device": "cpu",
+        "device": state.get("device", "cpu"),
         "torch": torch.__version__,
         "threads": state.get("threads"),
         "params": param_count(net),
@@ -420,9 +428,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     log = Logger(a.log)
     b = LITE_BUDGETS[a.budget]
-    if a.device != "cpu":
-        # The recipe is CPU-first; a GPU only makes its steps faster (same schedule and state file).
-        log("[lite] note: --device other than cpu is not wired into this recipe; running on cpu")
+    try:
+        device = torch.device(a.device)
+    except RuntimeError:
+        print(f"--device {a.device!r}: not a torch device (cpu, cuda, cuda:1)", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(
+            f"--device {a.device}: no CUDA device here (train on cpu, or where a GPU is lent)",
+            file=sys.stderr,
+        )
+        return 2
     if a.nice:
         os.nice(19)
     torch.set_num_threads(a.threads)
@@ -470,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed_range": [seeds[0], seeds[-1]],
         "train_real": real.name,
         "threads": a.threads,
+        "device": str(device),
         "frames": int(len(synth.images)),
         "real_images": len(real),
         "commands": [*(resume.get("commands", []) if resume else []), cmd],
@@ -481,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     stop = math.inf if a.sitting_minutes is None else 60.0 * a.sitting_minutes
-    state = train(net, synth, real, b, a.seed, state_path, log, resume, stop, meta)
+    state = train(net, synth, real, b, a.seed, state_path, log, resume, stop, meta, device)
+    net.cpu()
     if not state["done"] or a.no_export:
         return 0
     a.out.mkdir(parents=True, exist_ok=True)
