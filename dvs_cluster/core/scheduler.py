@@ -50,9 +50,9 @@ Pure bookkeeping (no I/O, no clock: callers pass ``now``), so every rule is unit
     per process, loopback, 2 in flight (calibration of 2026-12-03): 1+1..1+6 = 0.97, 1.94, 2.83,
     3.67, 4.30, 4.38x Single, against 0.97, 1.88, 2.67, 3.30, 3.63, 4.09x when every second slot took
     the oldest free region, and 0.95, 1.89, 2.73, 3.49, 3.82, 4.08x with 1 in flight. On the
-    calibration of 2026-12-04 (a faster host, so transfers weigh more): 0.93, 1.86, 2.69, 3.55, 4.10,
-    4.55x against 0.90, 1.76, 2.56, 3.22, 3.63, 3.91x with 1 in flight; over 1 Gbit/s 0.78, 1.37,
-    1.92, 2.68, 2.44, 2.28x against 0.53, 0.89, 1.22, 1.81, 1.69, 1.79x.
+    calibration of 2026-12-04 (a faster host, so transfers weigh more; BENCHMARKS.md, "Predicted"): 0.93,
+    1.85, 2.74, 3.52, 4.11, 4.24x against 0.86, 1.68, 2.47, 3.14, 3.42, 3.79x with 1 in flight; over
+    1 Gbit/s 0.78, 1.37, 1.92, 2.68, 2.44, 2.28x against 0.53, 0.89, 1.22, 1.81, 1.69, 1.79x.
 """
 
 from __future__ import annotations
