@@ -105,43 +105,28 @@ _LITE_CPU = LiteBudget(
     encoder_lr_mult=0.1,
 )
 
+# CI: the whole chain in about a minute (two frozen steps, two fine-tune steps, export).
+_LITE_TINY = LiteBudget(
+    seg_seeds=1,
+    seg_frames=2,
+    seg_stride=5,
+    camvid_splits=("train",),
+    camvid_limit=4,
+    batch=2,
+    real_per_batch=1,
+    crop_h=128,
+    crop_w=128,
+    frozen_steps=2,
+    finetune_steps=2,
+    lr=1e-3,
+    encoder_lr_mult=0.1,
+    log_every=1,
+)
+
 LITE_BUDGETS: dict[str, LiteBudget] = {
-    # CI: the whole chain in about a minute (two frozen steps, two fine-tune steps, export).
-    "lite-tiny": LiteBudget(
-        seg_seeds=1,
-        seg_frames=2,
-        seg_stride=5,
-        camvid_splits=("train",),
-        camvid_limit=4,
-        batch=2,
-        real_per_batch=1,
-        crop_h=128,
-        crop_w=128,
-        frozen_steps=2,
-        finetune_steps=2,
-        lr=1e-3,
-        encoder_lr_mult=0.1,
-        log_every=1,
-    ),
+    "lite-tiny": _LITE_TINY,
     # lite-tiny through the device sampler with rare-class sampling (CI runs both).
-    "lite-tiny-rare": LiteBudget(
-        seg_seeds=1,
-        seg_frames=2,
-        seg_stride=5,
-        camvid_splits=("train",),
-        camvid_limit=4,
-        batch=2,
-        real_per_batch=1,
-        crop_h=128,
-        crop_w=128,
-        frozen_steps=2,
-        finetune_steps=2,
-        lr=1e-3,
-        encoder_lr_mult=0.1,
-        log_every=1,
-        sampler="device",
-        rare=0.5,
-    ),
+    "lite-tiny-rare": replace(_LITE_TINY, sampler="device", rare=0.5),
     "lite-cpu": _LITE_CPU,
     # The same recipe cut to one sitting of under an hour, so that training, the DN refit and the
     # benchmarks fit one working session on 2 cores (run 2026-12-03 on a host slower than the above:
