@@ -110,3 +110,39 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -
     # The device sampler's generators resume with the rest of the state.
     assert (state["crop_rng"] is not None) == (budget == "lite-tiny-rare")
     assert ("rare-class sampling 50%" in log) == (budget == "lite-tiny-rare")
+
+
+@needs_weights
+@pytest.mark.train
+@pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
+def test_init_from_starts_from_a_finished_runs_weights(tmp_path: Path) -> None:
+    """--init-from: a second budget starts from the first run's weights and the card lists both commands."""
+    import torch
+
+    from dvs_cluster.train.lite import STATE_FILE, main
+
+    common = ["--base", str(ROOT / "models"), "--camvid-tar", str(CAMVID_TAR), "--threads", "1"]
+    first = ["--budget", "lite-tiny", "--work", str(tmp_path / "w1"), "--out", str(tmp_path / "m1")]
+    assert main([*first, *common, "--no-export"]) == 0
+    st = torch.load(tmp_path / "w1" / STATE_FILE, weights_only=False)
+    assert st["done"]
+    # Mark the weights: a class bias no fresh net has. One small step later it must still be there.
+    key = [k for k, v in st["state_dict"].items() if k.endswith("bias") and v.shape == (NUM_CLASSES,)][-1]
+    st["state_dict"][key] = st["state_dict"][key] + 7.0
+    marked = tmp_path / "marked.pt"
+    torch.save(st, marked)
+    unfinished = tmp_path / "unfinished.pt"
+    torch.save({**st, "done": False}, unfinished)
+
+    second = ["--budget", "lite-tiny-rare", "--work", str(tmp_path / "w2"), "--out", str(tmp_path / "m2")]
+    assert main([*second, *common, "--init-from", str(unfinished)]) == 2
+    assert main([*second, *common, "--init-from", str(tmp_path / "none.pt")]) == 2
+    assert not (tmp_path / "w2").exists()
+    assert main([*second, *common, "--init-from", str(marked)]) == 0
+    st2 = torch.load(tmp_path / "w2" / STATE_FILE, weights_only=False)
+    assert st2["done"] and st2["step"] == 4
+    # st holds the marked bias; a fresh net's would be about 7 lower.
+    assert float((st2["state_dict"][key] - st["state_dict"][key]).abs().max()) < 1.0
+    info = json.loads((tmp_path / "m2" / "training.json").read_text())["stages"]["seg"]
+    assert info["init_from"]["budget_name"] == "lite-tiny" and info["init_from"]["steps"] == 4
+    assert "--budget lite-tiny " in info["command"] and "--budget lite-tiny-rare" in info["command"]

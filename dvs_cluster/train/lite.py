@@ -142,6 +142,12 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
     "lite-cpu-short-rare": replace(
         _LITE_CPU, frozen_steps=300, finetune_steps=900, sampler="device", rare=0.5
     ),
+    # A second fine-tune of a finished run (--init-from its state): no frozen phase, a warm restart at
+    # half lite-cpu's peak, rare-class sampling and 3x the synthetic frames. lite-cpu-mid then this is
+    # 4,800 steps in two sessions: the learning curve's next doubling without one 2.5 h sitting.
+    "lite-cpu-more": replace(
+        _LITE_CPU, seg_seeds=48 * 3, frozen_steps=0, finetune_steps=2400, lr=1e-3, sampler="device", rare=0.5
+    ),
 }
 
 
@@ -372,6 +378,8 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
         "encoder": meta["encoder"],
         "steps": state["step"],
         "loop_seconds": round(float(state["seconds"]), 1),
+        # Set when this run started from an earlier run's weights: its steps and seconds add to these.
+        "init_from": state.get("init_from"),
         "sittings": len(state.get("commands", [])),
         "final_loss_ema": None if state["loss_ema"] is None else round(float(state["loss_ema"]), 4),
         "frames": state.get("frames"),
@@ -388,6 +396,45 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
     return info
 
 
+def _load_init(path: Path) -> dict[str, Any] | None:
+    """A finished state file of an earlier run, or None after one line on stderr."""
+    if not path.is_file():
+        print(f"--init-from: no state file at {path}", file=sys.stderr)
+        return None
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same one-line error
+        print(f"--init-from {path}: not a training state ({type(e).__name__})", file=sys.stderr)
+        return None
+    if not isinstance(st, dict) or "state_dict" not in st:
+        print(f"--init-from {path}: not a training state (no state_dict)", file=sys.stderr)
+        return None
+    if not st.get("done"):
+        print(
+            f"--init-from {path}: that run has not finished (step {st.get('step')}); --resume it first",
+            file=sys.stderr,
+        )
+        return None
+    return st
+
+
+def init_commands(init: dict[str, Any] | None) -> list[str]:
+    """The commands that made the starting weights: the card lists the whole chain, in order."""
+    return list(init.get("commands", [])) if init else []
+
+
+def init_record(init: dict[str, Any] | None, path: Path | None) -> dict[str, Any] | None:
+    if init is None:
+        return None
+    return {
+        "path": str(path),
+        "budget_name": init.get("budget_name"),
+        "steps": int(init.get("step", 0)),
+        "loop_seconds": round(float(init.get("seconds", 0.0)), 1),
+        "init_from": init.get("init_from"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) the EfficientNet-Lite seg net and export seg.onnx into --out."""
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.lite", description=__doc__)
@@ -400,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help=f"continue from --work/{STATE_FILE}")
     ap.add_argument(
         "--sitting-minutes", type=float, default=None, help="stop (state saved) after this many minutes"
+    )
+    ap.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from the weights of an earlier run's finished state file (not the ImageNet encoder)",
     )
     ap.add_argument("--no-export", action="store_true", help="train only; export on the last sitting")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
@@ -449,15 +502,29 @@ def main(argv: list[str] | None = None) -> int:
             f"{state_path} exists: pass --resume to continue it, or remove it to start over", file=sys.stderr
         )
         return 2
+    init: dict[str, Any] | None = None
+    if a.init_from is not None and resume is None:
+        init = _load_init(a.init_from)
+        if init is None:
+            return 2
     root = R.camvid_root(None if a.camvid == "auto" else a.camvid, a.camvid_tar)
     if root is None:
         print("CamVid not found: pass --camvid DIR or --camvid-tar camvid.tar", file=sys.stderr)
         return 2
     try:
-        net = build_net(b, pretrained=resume is None)
+        net = build_net(b, pretrained=resume is None and init is None)
     except PretrainedMissing as e:
         print(f"{e}", file=sys.stderr)
         return 2
+    if init is not None:
+        try:
+            net.load_state_dict(init["state_dict"])
+        except RuntimeError as e:
+            print(
+                f"--init-from {a.init_from}: not this net's weights ({str(e).splitlines()[0]})",
+                file=sys.stderr,
+            )
+            return 2
     a.work.mkdir(parents=True, exist_ok=True)
     seeds = list(range(D.SEG_SEED0, D.SEG_SEED0 + b.seg_seeds))
     synth = D.make_seg_set(seeds, b.seg_frames, b.seg_stride, 1, a.work / "synth")
@@ -474,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device),
         "frames": int(len(synth.images)),
         "real_images": len(real),
-        "commands": [*(resume.get("commands", []) if resume else []), cmd],
+        "commands": [*(resume.get("commands", []) if resume else init_commands(init)), cmd],
+        "init_from": resume.get("init_from") if resume else init_record(init, a.init_from),
         "data_description": (
             f"{len(synth.images)} synthetic frames 1024x512 + {len(real)} CamVid images ({real.name}) at the "
             f"run-time scale x{b.jitter[0]}..{b.jitter[1]}; {b.real_per_batch} of {b.batch} crops real, "
