@@ -349,3 +349,41 @@ def test_drop_from_sets_keeps_only_own_pixels() -> None:
     assert real.sets[building, wall]  # the input is not modified
     with pytest.raises(ValueError, match="unknown class"):
         R.drop_from_sets(real, ["walls"])
+
+
+@needs_camvid
+def test_segment_cli_labels_score_as_the_evaluator(tmp_path: Path, camvid_root: Path) -> None:
+    """The CamVid figure holds through `dvs-cluster segment`: its PNGs score as camvid_eval's pipeline."""
+    import shutil
+
+    from dvs_cluster.cli import main
+    from dvs_cluster.train.cost import session
+    from dvs_cluster.train.realeval import camvid_confusion, camvid_score_labels, segment_frame
+
+    pairs = R.camvid_pairs(camvid_root, "test")
+    order = sorted(range(len(pairs.images)), key=lambda i: pairs.images[i].name)[:3]
+    src = tmp_path / "test"
+    src.mkdir()
+    for i in order:
+        shutil.copy2(pairs.images[i], src / pairs.images[i].name)
+    labels = tmp_path / "labels"
+    args = ["segment", "--source", str(src), "--policy", "segpath", "--save-labels", str(labels), "-q"]
+    assert main([*args, "--models", str(ROOT / "models")]) == 0
+    got = camvid_score_labels(camvid_root, "test", labels, limit=3)
+    seg = session(ROOT / "models" / "seg.onnx", 1)
+    raw = np.arange(256, dtype=np.uint8)
+    ref = np.sum(
+        [
+            camvid_confusion(
+                segment_frame(seg, R.read_rgb(pairs.images[i])), R.read_label(pairs.labels[i], raw)
+            )
+            for i in order
+        ],
+        axis=0,
+    )
+    conf = np.asarray(got["confusion"])
+    assert got["images"] == 3 and int(conf.sum()) == int(ref.sum()) > 3 * 400 * 300
+    # Same pixels, same classes, up to argmax ties between thread counts.
+    assert np.abs(conf - ref).sum() <= 0.002 * ref.sum(), np.abs(conf - ref).sum() / ref.sum()
+    with pytest.raises(ValueError, match="3 label PNGs"):
+        camvid_score_labels(camvid_root, "test", labels, limit=4)

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -139,6 +140,36 @@ def camvid_eval(seg: Any, root: Path, split: str = "test", limit: int | None = N
         }
     )
     log(f"[camvid] {split}: mIoU {out['miou']:.2f} (strict {out['miou_strict_trainids']:.2f}) on {n} images")
+    return out
+
+
+def camvid_score_labels(root: Path, split: str, labels_dir: Path, limit: int | None = None) -> dict[str, Any]:
+    """
+    CamVid mIoU of label PNGs that ``dvs-cluster segment --source <root>/<split> --save-labels DIR`` wrote.
+
+    The CLI reads an image folder in file-name order and numbers its PNGs 000000.png, ... in that
+    order, so the i-th PNG is the split's i-th image by name. The same scores as :func:`camvid_eval`,
+    from the product's command instead of this module's pipeline (test_camvid checks that they agree).
+    """
+    pairs = camvid_pairs(root, split)
+    order = sorted(range(len(pairs.images)), key=lambda i: pairs.images[i].name)
+    n = len(order) if limit is None else min(limit, len(order))
+    pngs = sorted(labels_dir.glob("*.png"))
+    if len(pngs) != n:
+        raise ValueError(f"{labels_dir}: {len(pngs)} label PNGs, CamVid {split} has {n} images to score")
+    raw = np.arange(256, dtype=np.uint8)
+    conf = np.zeros((len(CAMVID_CLASSES), NUM_CLASSES), np.int64)
+    for png, i in zip(pngs, order[:n], strict=True):
+        pred = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
+        gt = read_label(pairs.labels[i], raw)
+        if pred is None or pred.shape != gt.shape:
+            got = "unreadable" if pred is None else f"{pred.shape[1]}x{pred.shape[0]}"
+            raise ValueError(
+                f"{png}: {got}, its CamVid label {pairs.labels[i].name} is {gt.shape[1]}x{gt.shape[0]}"
+            )
+        conf += camvid_confusion(np.asarray(pred, np.uint8), gt)
+    out = camvid_scores(conf)
+    out.update({"split": split, "images": n, "labels": str(labels_dir)})
     return out
 
 
@@ -294,13 +325,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--flow", default=None, help="flow source (default: the runtime's)")
+    ap.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="with --camvid: score these PNGs (`dvs-cluster segment --source CAMVID/SPLIT --save-labels`)",
+    )
     a = ap.parse_args(argv)
     out: dict[str, Any] = {}
-    if a.camvid:
-        root = find_camvid(None if a.camvid == "auto" else a.camvid)
-        if root is None:
-            print(f"CamVid not found at {a.camvid}", file=sys.stderr)
+    root = find_camvid(None if a.camvid == "auto" else a.camvid) if a.camvid else None
+    if a.camvid and root is None:
+        print(f"CamVid not found at {a.camvid}", file=sys.stderr)
+        return 2
+    if a.labels is not None and root is None:
+        print("--labels needs --camvid (the labels to score against)", file=sys.stderr)
+        return 2
+    if root is not None and a.labels is not None:
+        try:
+            out["camvid"] = camvid_score_labels(root, a.split, a.labels, a.limit)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"--labels: {e}", file=sys.stderr)
             return 2
+        out["camvid"].pop("confusion")
+        log(f"[camvid] {a.split}: mIoU {out['camvid']['miou']:.2f} from {a.labels}")
+    elif root is not None:
         seg = session(a.models / "seg.onnx", a.threads)
         out["camvid"] = camvid_eval(seg, root, a.split, a.limit)
         out["camvid"].pop("confusion")
