@@ -12,6 +12,8 @@
 #   4. DN v2 for the flow net (dn2_flownet.onnx)
 #   5. the card: evaluate.py (held-out synthetic, CamVid test, vtest agreement) -> metrics.json, README.md
 #   6. compare.py: the shipped set against STAGE side by side (CamVid through the runtime, ms per region)
+#   7. CamVid test through the product's command: `dvs-cluster segment --policy segpath` on the test
+#      folder, its PNGs scored by realeval --labels (STAGE/camvid_segment.json)
 # Each step's wall time goes to STAGE/chain_times.txt. Then inspect and `cp STAGE/* models/`.
 # FROM=<step name> continues a chain that stopped, from that step, in the same STAGE.
 set -euo pipefail
@@ -19,8 +21,9 @@ cd "$(dirname "$0")/.."
 SEG=${1:?usage: seg_chain.sh SEG_DIR [STAGE]}
 STAGE=${2:-build/stage}
 VIDEO=${VIDEO:-$HOME/.cache/dvs_cluster/vtest.avi}
+CAMVID=${CAMVID:-$HOME/.cache/dvs_cluster/camvid}
 PY=${PY:-.venv/bin/python}
-for f in "$SEG/seg.onnx" "$SEG/training.json" "$VIDEO"; do
+for f in "$SEG/seg.onnx" "$SEG/training.json" "$VIDEO" "$CAMVID/test.txt"; do
     [[ -f $f ]] || { echo "seg_chain.sh: $f not found" >&2; exit 2; }
 done
 export OMP_WAIT_POLICY=PASSIVE
@@ -49,4 +52,11 @@ step threshold-v1 $PY -m dvs_cluster.train.threshold --models "$STAGE" --flow on
 step dn2-flownet $PY -m dvs_cluster.train.dn2 --models "$STAGE" --flow onnx --seeds 20 --steps 5000
 step evaluate $PY -m dvs_cluster.train.evaluate --models "$STAGE" --camvid auto --video "$VIDEO"
 step compare $PY -m dvs_cluster.train.compare models "$STAGE" >"$STAGE/compare.txt"
+camvid_segment() {
+    rm -rf build/stage_labels
+    .venv/bin/dvs-cluster segment --source "$CAMVID/test" --policy segpath --models "$STAGE" \
+        --save-labels build/stage_labels -q
+    $PY -m dvs_cluster.train.realeval --camvid "$CAMVID" --labels build/stage_labels >"$STAGE/camvid_segment.json"
+}
+step camvid-segment camvid_segment
 cat "$STAGE/chain_times.txt"
