@@ -13,13 +13,14 @@
 #   5. the card: evaluate.py (held-out synthetic, CamVid test, vtest agreement) -> metrics.json, README.md
 #   6. compare.py: the shipped set against STAGE side by side (CamVid through the runtime, ms per region)
 #   7. CamVid test through the product's command: `dvs-cluster segment --policy segpath` on the test
-#      folder, its PNGs scored by realeval --labels (STAGE/camvid_segment.json)
-# Each step's wall time goes to STAGE/chain_times.txt. Then inspect and `cp STAGE/* models/`.
+#      folder, its PNGs scored by realeval --labels (STAGE-reports/camvid_segment.json)
+# Each step's wall time goes to STAGE-reports/chain_times.txt. Then inspect and `cp STAGE/* models/`.
 # FROM=<step name> continues a chain that stopped, from that step, in the same STAGE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEG=${1:?usage: seg_chain.sh SEG_DIR [STAGE]}
 STAGE=${2:-build/stage}
+REP=$STAGE-reports  # step times, compare.txt, camvid_segment.json: beside STAGE, so STAGE/* is the model set
 VIDEO=${VIDEO:-$HOME/.cache/dvs_cluster/vtest.avi}
 CAMVID=${CAMVID:-$HOME/.cache/dvs_cluster/camvid}
 PY=${PY:-.venv/bin/python}
@@ -31,7 +32,7 @@ FROM=${FROM:-}
 if [[ -z $FROM ]]; then
     rm -rf "$STAGE" && mkdir -p "$STAGE" && cp models/* "$STAGE"/
     cp "$SEG/seg.onnx" "$SEG/training.json" "$STAGE"/
-    : >"$STAGE/chain_times.txt"
+    : >"$STAGE-reports/chain_times.txt"
 fi
 step() {
     local name=$1; shift
@@ -40,7 +41,7 @@ step() {
     local t0=$SECONDS
     echo "== $name: $*" >&2
     "$@"
-    echo "$name $((SECONDS - t0)) s: $*" >>"$STAGE/chain_times.txt"
+    echo "$name $((SECONDS - t0)) s: $*" >>"$STAGE-reports/chain_times.txt"
 }
 step dn2-dis $PY -m dvs_cluster.train.dn2 --models "$STAGE" --flow dis --seeds 20 --steps 5000
 step threshold-dis $PY -m dvs_cluster.train.threshold --models "$STAGE" --flow dis --video "$VIDEO" \
@@ -51,12 +52,12 @@ step threshold-v1 $PY -m dvs_cluster.train.threshold --models "$STAGE" --flow on
     --video "$VIDEO" --select 400 --grid 90,91,92,93,94,95,96,97,98,99
 step dn2-flownet $PY -m dvs_cluster.train.dn2 --models "$STAGE" --flow onnx --seeds 20 --steps 5000
 step evaluate $PY -m dvs_cluster.train.evaluate --models "$STAGE" --camvid auto --video "$VIDEO"
-step compare $PY -m dvs_cluster.train.compare models "$STAGE" >"$STAGE/compare.txt"
+step compare $PY -m dvs_cluster.train.compare models "$STAGE" >"$REP/compare.txt"
 camvid_segment() {
     rm -rf build/stage_labels
     .venv/bin/dvs-cluster segment --source "$CAMVID/test" --policy segpath --models "$STAGE" \
         --save-labels build/stage_labels -q
-    $PY -m dvs_cluster.train.realeval --camvid "$CAMVID" --labels build/stage_labels >"$STAGE/camvid_segment.json"
+    $PY -m dvs_cluster.train.realeval --camvid "$CAMVID" --labels build/stage_labels >"$REP/camvid_segment.json"
 }
 step camvid-segment camvid_segment
-cat "$STAGE/chain_times.txt"
+cat "$STAGE-reports/chain_times.txt"
