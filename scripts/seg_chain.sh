@@ -30,9 +30,9 @@ done
 export OMP_WAIT_POLICY=PASSIVE
 FROM=${FROM:-}
 if [[ -z $FROM ]]; then
-    rm -rf "$STAGE" && mkdir -p "$STAGE" && cp models/* "$STAGE"/
+    rm -rf "$STAGE" "$REP" && mkdir -p "$STAGE" "$REP" && cp models/* "$STAGE"/
     cp "$SEG/seg.onnx" "$SEG/training.json" "$STAGE"/
-    : >"$STAGE-reports/chain_times.txt"
+    : >"$REP/chain_times.txt"
 fi
 step() {
     local name=$1; shift
@@ -41,7 +41,7 @@ step() {
     local t0=$SECONDS
     echo "== $name: $*" >&2
     "$@"
-    echo "$name $((SECONDS - t0)) s: $*" >>"$STAGE-reports/chain_times.txt"
+    echo "$name $((SECONDS - t0)) s: $*" >>"$REP/chain_times.txt"
 }
 step dn2-dis $PY -m dvs_cluster.train.dn2 --models "$STAGE" --flow dis --seeds 20 --steps 5000
 step threshold-dis $PY -m dvs_cluster.train.threshold --models "$STAGE" --flow dis --video "$VIDEO" \
@@ -60,4 +60,4 @@ camvid_segment() {
     $PY -m dvs_cluster.train.realeval --camvid "$CAMVID" --labels build/stage_labels >"$REP/camvid_segment.json"
 }
 step camvid-segment camvid_segment
-cat "$STAGE-reports/chain_times.txt"
+cat "$REP/chain_times.txt"
