@@ -33,6 +33,15 @@ if [[ -z $FROM ]]; then
     rm -rf "$STAGE" "$REP" && mkdir -p "$STAGE" "$REP" && cp models/* "$STAGE"/
     cp "$SEG/seg.onnx" "$SEG/training.json" "$STAGE"/
     : >"$REP/chain_times.txt"
+    # The card lists this command after the seg net's: it made every file but seg.onnx and flow.onnx.
+    $PY - "$STAGE/training.json" "bash scripts/seg_chain.sh $*" <<'PY'
+import json, sys
+from pathlib import Path
+p = Path(sys.argv[1])
+info = json.loads(p.read_text())
+info["chain_command"] = sys.argv[2]
+p.write_text(json.dumps(info, indent=2))
+PY
 fi
 step() {
     local name=$1; shift

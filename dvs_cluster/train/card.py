@@ -121,13 +121,24 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     elif training.get("camvid_training"):
         stages = training.get("stages", {})
         ws = stages.get("seg", {}).get("warm_start") or {}
+        seg_st = stages.get("seg", {})
+        # A seg net from several commands (a run continued from another's weights) lists each one.
+        seg_cmds = seg_st.get("commands") or str(seg_st.get("command") or "").split(" && ")
+        # scripts/seg_chain.sh redoes every DN and threshold after the seg net: one line for all of them.
+        after = (
+            [training["chain_command"]]
+            if training.get("chain_command")
+            else [
+                stages.get("dn", {}).get("command"),
+                (training.get("threshold_selection") or {}).get("command"),
+            ]
+        )
         chain = [
             "python -m dvs_cluster.train --budget full --out models --work build/train --eval",
             *ws.get("prior_commands", []),
-            stages.get("seg", {}).get("command"),
-            stages.get("seg", {}).get("exported_by"),
-            stages.get("dn", {}).get("command"),
-            (training.get("threshold_selection") or {}).get("command"),
+            *seg_cmds,
+            seg_st.get("exported_by"),
+            *after,
         ]
         add("  From scratch, in this order (the synthetic models first: the flow net stays theirs):")
         add("")

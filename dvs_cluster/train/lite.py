@@ -370,6 +370,7 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
     info["seed_ranges"] = {**info.get("seed_ranges", {}), "seg_train": [lo, hi]}
     info["stages"]["seg"] = {
         "command": " && ".join(state.get("commands", [cmd])),
+        "commands": list(state.get("commands", [cmd])),
         "recipe": "lite (train/lite.py): frozen encoder, then fine-tune; encoder BN frozen",
         "device": state.get("device", "cpu"),
         "torch": torch.__version__,
