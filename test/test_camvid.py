@@ -387,3 +387,20 @@ def test_segment_cli_labels_score_as_the_evaluator(tmp_path: Path, camvid_root: 
     assert np.abs(conf - ref).sum() <= 0.002 * ref.sum(), np.abs(conf - ref).sum() / ref.sum()
     with pytest.raises(ValueError, match="3 label PNGs"):
         camvid_score_labels(camvid_root, "test", labels, limit=4)
+
+
+def test_card_lists_a_continued_seg_run_and_the_chain() -> None:
+    """A seg net from two commands (--init-from) lists both; seg_chain.sh's line replaces the DN lines."""
+    from dvs_cluster.train.card import render
+
+    training = json.loads((ROOT / "models" / "training.json").read_text())
+    metrics = json.loads((ROOT / "models" / "metrics.json").read_text())
+    seg = training["stages"]["seg"]
+    training["stages"]["seg"] = {**seg, "command": "train A && train B", "exported_by": None}
+    text = render(training, metrics)
+    assert "      train A\n      train B\n" in text and training["stages"]["dn"]["command"] in text
+    training["chain_command"] = "bash scripts/seg_chain.sh build/x"
+    text = render(training, metrics)
+    scratch = text.split("From scratch")[1].split("The commands that produced")[0]
+    assert "train B\n      bash scripts/seg_chain.sh build/x\n" in scratch
+    assert training["stages"]["dn"]["command"] not in scratch
