@@ -158,3 +158,19 @@ def test_init_from_starts_from_a_finished_runs_weights(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "m2" / "training.json").read_text())["stages"]["seg"]
     assert info["init_from"]["budget_name"] == "lite-tiny" and info["init_from"]["steps"] == 4
     assert "--budget lite-tiny " in info["command"] and "--budget lite-tiny-rare" in info["command"]
+
+
+@needs_weights
+@pytest.mark.train
+def test_untrained_variant_is_timed_with_the_contract(tmp_path: Path) -> None:
+    """compare --untrained: a random-weight Lite1 seg net keeps the I/O contract and is timed."""
+    import onnxruntime as ort
+
+    from dvs_cluster.train.compare import export_untrained, side_by_side_ms
+
+    d = export_untrained("lite1", tmp_path / "lite1")
+    sess = ort.InferenceSession(str(d / "seg.onnx"), providers=["CPUExecutionProvider"])
+    (lg,) = sess.run(None, {"image": np.zeros((1, 256, 512, 3), np.uint8)})
+    assert lg.shape == (1, NUM_CLASSES, 64, 128)
+    ms = side_by_side_ms([d, ROOT / "models"], rounds=1, repeats=2)
+    assert set(ms) == {str(d), str(ROOT / "models")} and all(v > 0 for v in ms.values())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from dvs_cluster.core.classes import CLASS_NAMES
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.compare", description=__doc__)
     ap.add_argument("models", nargs="+", type=Path, help="directories holding seg.onnx")
     ap.add_argument("--camvid", default="auto", help="CamVid folder, 'auto' or 'none'")
+    ap.add_argument(
+        "--untrained",
+        default="",
+        help="also time these encoder variants untrained (e.g. lite1,lite2; needs torch): the cost of a "
+        "net before training it",
+    )
     a = ap.parse_args(argv)
     root = None
     if a.camvid != "none":
@@ -81,8 +88,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{d}: no seg.onnx", file=sys.stderr)
             return 2
         print(json.dumps(compare(d, root)), flush=True)
-    print(json.dumps({"seg_ms_per_region_1_thread_side_by_side": side_by_side_ms(a.models)}), flush=True)
+    timed = list(a.models)
+    with tempfile.TemporaryDirectory() as tmp:
+        for v in (v.strip() for v in a.untrained.split(",") if v.strip()):
+            timed.append(export_untrained(v, Path(tmp) / f"untrained-{v}"))
+        ms = {k.replace(tmp + "/", ""): v for k, v in side_by_side_ms(timed).items()}
+        print(json.dumps({"seg_ms_per_region_1_thread_side_by_side": ms}), flush=True)
     return 0
+
+
+def export_untrained(variant: str, out: Path) -> Path:
+    """seg.onnx of the EfficientNet-Lite seg net of ``variant`` with random weights, into ``out``."""
+    import torch
+
+    from dvs_cluster.train.effnet import EffSegConfig, EffSegNet
+    from dvs_cluster.train.export import export
+
+    torch.manual_seed(0)
+    net = EffSegNet(EffSegConfig(variant=variant), pretrained=False).eval()
+    out.mkdir(parents=True)
+    export(net, "seg", out / "seg.onnx", (torch.zeros(1, 256, 512, 3, dtype=torch.uint8),), {})
+    return out
 
 
 if __name__ == "__main__":
