@@ -87,7 +87,7 @@ def test_device_without_cuda_is_one_clear_line(tmp_path: Path, capsys: pytest.Ca
 @needs_weights
 @pytest.mark.train
 @pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
-@pytest.mark.parametrize("budget", ["lite-tiny", "lite-tiny-rare", "lite1-tiny"])
+@pytest.mark.parametrize("budget", ["lite-tiny", "lite-tiny-rare", "lite-tiny-amp", "lite1-tiny"])
 def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -> None:
     """A tiny budget: a sitting stopped after one step, --resume to the end, export; the contract holds."""
     import onnxruntime as ort
@@ -158,6 +158,37 @@ def test_init_from_starts_from_a_finished_runs_weights(tmp_path: Path) -> None:
     info = json.loads((tmp_path / "m2" / "training.json").read_text())["stages"]["seg"]
     assert info["init_from"]["budget_name"] == "lite-tiny" and info["init_from"]["steps"] == 4
     assert "--budget lite-tiny " in info["command"] and "--budget lite-tiny-rare" in info["command"]
+
+
+@needs_weights
+@pytest.mark.train
+@pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
+def test_slim_state_carries_a_run_to_a_fresh_work_dir(tmp_path: Path) -> None:
+    """--slim-to: the state without moments, small enough to commit, resumes on a fresh --work."""
+    import torch
+
+    from dvs_cluster.train.lite import STATE_FILE, main
+
+    common = ["--budget", "lite-tiny", "--base", str(ROOT / "models"), "--camvid-tar", str(CAMVID_TAR)]
+    common += ["--threads", "1", "--no-export"]
+    w1, w2 = tmp_path / "w1", tmp_path / "w2"
+    assert main([*common, "--work", str(w1), "--sitting-minutes", "0"]) == 0
+    carried = tmp_path / "carried" / "slim.pt"
+    assert main([*common, "--work", str(tmp_path / "nothing"), "--slim-to", str(carried)]) == 2
+    assert main([*common, "--work", str(w1), "--slim-to", str(carried)]) == 0
+    full = torch.load(w1 / STATE_FILE, weights_only=False)
+    small = torch.load(carried, weights_only=False)
+    assert full["optimizer"]["state"] and small["optimizer"] is None and small["step"] == 1
+    opt_state = full["optimizer"]["state"].values()
+    moments = sum(t.numel() * t.element_size() for m in opt_state for t in m.values())
+    assert (w1 / STATE_FILE).stat().st_size - carried.stat().st_size > 0.9 * moments
+    w2.mkdir()
+    (w2 / STATE_FILE).write_bytes(carried.read_bytes())
+    log = tmp_path / "resume.log"
+    assert main([*common, "--work", str(w2), "--resume", "--log", str(log)]) == 0
+    st = torch.load(w2 / STATE_FILE, weights_only=False)
+    assert st["done"] and st["step"] == 4 and st["optimizer"]["state"]
+    assert "slim state" in log.read_text() and "resumed at step 1/4" in log.read_text()
 
 
 @needs_weights
