@@ -193,6 +193,8 @@ LITE_BUDGETS["lite-cpu-long"] = replace(
 LITE_BUDGETS["lite-cpu-long-more"] = replace(
     LITE_BUDGETS["lite-cpu-long"], frozen_steps=0, finetune_steps=2400, lr=1.5e-3, encoder_lr_mult=0.15
 )
+# lite-cpu-long on the Lite1 encoder: ~1.45x a step (about 3 h, so two sittings: --slim-to, --resume).
+LITE_BUDGETS["lite1-cpu-long"] = replace(LITE_BUDGETS["lite-cpu-long"], variant="lite1")
 LITE_BUDGETS["lite-tiny-amp"] = replace(_LITE_TINY, amp=True, loss_stride=2)
 LITE_BUDGETS["lite1-cpu-more"] = replace(LITE_BUDGETS["lite-cpu-more"], variant="lite1")
 LITE_BUDGETS["lite1-tiny"] = replace(_LITE_TINY, variant="lite1")
