@@ -93,7 +93,7 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -
     import onnxruntime as ort
     import torch
 
-    from dvs_cluster.train.lite import LITE_BUDGETS, STATE_FILE, main
+    from dvs_cluster.train.lite import LITE_BUDGETS, STATE_FILE, bf16_native, main
 
     variant = LITE_BUDGETS[budget].variant
     if not _has_wheel(variant):
@@ -122,6 +122,9 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -
     # The device sampler's generators resume with the rest of the state.
     assert (state["crop_rng"] is not None) == (budget == "lite-tiny-rare")
     assert ("rare-class sampling 50%" in log) == (budget == "lite-tiny-rare")
+    # amp runs only where bf16 is native (AVX512-BF16 / AMX); elsewhere the log says it is off.
+    emulated = budget == "lite-tiny-amp" and not bf16_native(torch.device("cpu"))
+    assert ("no native bf16" in log) == emulated
 
 
 @needs_weights

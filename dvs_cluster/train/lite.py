@@ -86,7 +86,8 @@ class LiteBudget:
     variant: str = "lite0"
     # bf16 autocast of the net's forward (the loss and the weights stay float32). On a CPU with AMX or
     # AVX512-BF16 (this host's Xeon) oneDNN runs the convolutions in bf16: measured 2026-12-07, 1.44 s
-    # against 1.80 s a fine-tune step (Lite0, batch 8, 256x512, 2 threads).
+    # against 1.80 s a fine-tune step (Lite0, batch 8, 256x512, 2 threads). Where bf16 is not native
+    # (an AVX2-only EPYC, 2026-12-07) it is emulated, many times slower: train() then runs float32.
     amp: bool = False
     # The loss on labels subsampled by this stride (the 1/4 logits upsampled to match) instead of at
     # full resolution: the full-size softmax and its backward were ~20 % of a CPU step.
@@ -202,6 +203,19 @@ LITE_BUDGETS["lite1-cpu-more"] = replace(LITE_BUDGETS["lite-cpu-more"], variant=
 LITE_BUDGETS["lite1-tiny"] = replace(_LITE_TINY, variant="lite1")
 
 
+def bf16_native(dev: torch.device) -> bool:
+    """Whether bf16 autocast speeds ``dev`` up.
+
+    True on a GPU with bf16 or a CPU whose oneDNN has bf16 kernels (AVX512-BF16 / AMX); elsewhere torch
+    emulates bf16, far slower than float32.
+    """
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
 def lr_at(step: int, b: LiteBudget) -> tuple[float, float]:
     """(decoder lr, encoder lr) at ``step``: warm-up then cosine, restarted for the fine-tune phase."""
 
@@ -279,6 +293,10 @@ def train(
     sets = torch.from_numpy(np.stack([R.identity_sets(), real.sets])).to(dev)
     source = torch.tensor([0] * (b.batch - k) + [1] * k, dtype=torch.int64, device=dev)
     draw = _device_draw(synth, real, b, seed, log, dev) if b.sampler == "device" else None
+    amp = b.amp and bf16_native(dev)
+    if b.amp and not amp:
+        # Emulated bf16 is many times slower than float32 (seen on an AVX2-only EPYC: no step in 5 min).
+        log(f"[lite] this {dev.type} has no native bf16: the budget's amp is off, steps run in float32")
     enc, dec = net.encoder_parameters(), net.decoder_parameters()
     opt = torch.optim.AdamW(
         [{"params": dec, "lr": b.lr}, {"params": enc, "lr": 0.0}], weight_decay=b.weight_decay
@@ -338,7 +356,7 @@ def train(
             xs_r, ys_r = R.real_crops(real, k, b.crop_h, b.crop_w, rng, b.jitter)
             x = _jitter(torch.from_numpy(np.concatenate([xs_s, xs_r])).to(dev), gen)
             y = torch.from_numpy(np.concatenate([ys_s, ys_r]).astype(np.int64)).to(dev)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=b.amp):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             logits = net(x)
         if b.loss_stride > 1:
             y = y[:, :: b.loss_stride, :: b.loss_stride]
