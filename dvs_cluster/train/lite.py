@@ -216,6 +216,16 @@ def bf16_native(dev: torch.device) -> bool:
     return False
 
 
+def sitting_host(b: LiteBudget, dev: torch.device) -> str:
+    """What ran a sitting, for the card: the device, its SIMD level and the precision actually used."""
+    where = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else f"cpu {torch.backends.cpu.get_cpu_capability()}"
+    )
+    return f"{where}, {'bf16 autocast' if b.amp and bf16_native(dev) else 'float32'}"
+
+
 def lr_at(step: int, b: LiteBudget) -> tuple[float, float]:
     """(decoder lr, encoder lr) at ``step``: warm-up then cosine, restarted for the fine-tune phase."""
 
@@ -475,6 +485,7 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
         # Set when this run started from an earlier run's weights: its steps and seconds add to these.
         "init_from": state.get("init_from"),
         "sittings": len(state.get("commands", [])),
+        "sitting_hosts": state.get("sitting_hosts"),
         "final_loss_ema": None if state["loss_ema"] is None else round(float(state["loss_ema"]), 4),
         "frames": state.get("frames"),
         "real_images": state.get("real_images"),
@@ -655,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         "real_images": len(real),
         "commands": [*(resume.get("commands", []) if resume else init_commands(init)), cmd],
         "init_from": resume.get("init_from") if resume else init_record(init, a.init_from),
+        # One entry a sitting (states written before 2026-12-07 have none): step times differ by host.
+        "sitting_hosts": [*(resume.get("sitting_hosts", []) if resume else []), sitting_host(b, device)],
         "data_description": (
             f"{len(synth.images)} synthetic frames 1024x512 + {len(real)} CamVid images ({real.name}) at the "
             f"run-time scale x{b.jitter[0]}..{b.jitter[1]}; {b.real_per_batch} of {b.batch} crops real, "
