@@ -216,6 +216,11 @@ def bf16_native(dev: torch.device) -> bool:
     return False
 
 
+def amp_on(b: LiteBudget, dev: torch.device) -> bool:
+    """The budget's amp where it pays: emulated bf16 is many times slower than float32."""
+    return b.amp and bf16_native(dev)
+
+
 def sitting_host(b: LiteBudget, dev: torch.device) -> str:
     """What ran a sitting, for the card: the device, its SIMD level and the precision actually used."""
     where = (
@@ -223,7 +228,7 @@ def sitting_host(b: LiteBudget, dev: torch.device) -> str:
         if dev.type == "cuda"
         else f"cpu {torch.backends.cpu.get_cpu_capability()}"
     )
-    return f"{where}, {'bf16 autocast' if b.amp and bf16_native(dev) else 'float32'}"
+    return f"{where}, {'bf16 autocast' if amp_on(b, dev) else 'float32'}"
 
 
 def lr_at(step: int, b: LiteBudget) -> tuple[float, float]:
@@ -303,7 +308,7 @@ def train(
     sets = torch.from_numpy(np.stack([R.identity_sets(), real.sets])).to(dev)
     source = torch.tensor([0] * (b.batch - k) + [1] * k, dtype=torch.int64, device=dev)
     draw = _device_draw(synth, real, b, seed, log, dev) if b.sampler == "device" else None
-    amp = b.amp and bf16_native(dev)
+    amp = amp_on(b, dev)
     if b.amp and not amp:
         # Emulated bf16 is many times slower than float32 (seen on an AVX2-only EPYC: no step in 5 min).
         log(f"[lite] this {dev.type} has no native bf16: the budget's amp is off, steps run in float32")
