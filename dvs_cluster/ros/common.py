@@ -144,17 +144,27 @@ def input_qos(reliability: str) -> Any:
 
 def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, threads: int = 4) -> int:
     """
-    ``rclpy.init``, build the node, spin a multi-threaded executor until Ctrl-C / shutdown.
+    ``rclpy.init``, build the node, spin an executor (multi-threaded for ``threads`` > 1) until Ctrl-C.
 
     A :class:`ParameterError` (or another start-up error the node raises as ``ValueError``/
     ``RuntimeError``) is printed as one line naming the parameter, and the exit status is 2.
+
+    Signals are this function's, not rclpy's: rclpy's handler shuts the context down from its own thread
+    while the main thread, woken by the same signal, already cleans up (a race; CI saw the camera die with
+    SIGSEGV on Jazzy), and Ctrl-C reaches a launched node twice (terminal and ``ros2 launch``), the second
+    one landing anywhere in the clean-up as a KeyboardInterrupt (CI, Humble). Here the first SIGINT or
+    SIGTERM only asks the spin loop to end; the clean-up then runs once, in order, with later signals ignored.
     """
+    import threading
+
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
-    from dvs_cluster.transport.ros import spin
+    from dvs_cluster.transport.ros import spin, stop_executor
 
-    rclpy.init(args=list(args) if args is not None else None)
+    rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
     node = None
     executor = None
     try:
@@ -163,20 +173,22 @@ def run_node(factory: Callable[[], Any], args: Sequence[str] | None = None, thre
         except ParameterError as exc:
             print(f"[dvs_cluster] error: {exc}", file=sys.stderr, flush=True)
             return 2
-        executor = MultiThreadedExecutor(num_threads=threads)
+        except KeyboardInterrupt:  # Ctrl-C while the node was starting (the default handler is still on)
+            return 130
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         try:
-            spin(executor, node.context)
-        except (KeyboardInterrupt, ExternalShutdownException):
+            spin(executor, node.context, stop)
+        except ExternalShutdownException:
             pass
         return int(getattr(node, "exit_code", 0))
     finally:
-        # Ctrl-C in a terminal (and `ros2 launch` forwarding it) signals twice: the second must not cut
-        # the clean-up short, which would leave the cluster token and the transport to time out.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if executor is not None:
-            executor.shutdown(timeout_sec=1.0)
+        if executor is not None and not stop_executor(executor):
+            print("[dvs_cluster] clean-up: a callback did not finish within 2 s", file=sys.stderr, flush=True)
         if node is not None:
             close = getattr(node, "close", None)
             try:

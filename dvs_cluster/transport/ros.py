@@ -341,7 +341,7 @@ class RosTransport(Transport):
             log.exception("liveliness callback for %s failed", pattern.key_expr)
 
 
-def spin(executor: Any, context: Any = None) -> None:
+def spin(executor: Any, context: Any = None, stop: threading.Event | None = None) -> None:
     """
     ``executor.spin()`` that survives a message rclpy cannot take.
 
@@ -350,13 +350,13 @@ def spin(executor: Any, context: Any = None) -> None:
     node deaf for good. Worse, rclpy's handler marks the subscription busy before the take and only
     clears the mark after a successful one, so even a re-entered spin never serves that subscription
     again. Such errors are logged (rate-limited), the stuck marks are cleared (:func:`_unstick`) and
-    spinning goes on; shutdown and Ctrl-C end it as before.
+    spinning goes on; shutdown, Ctrl-C and ``stop`` (checked every 0.25 s) end it.
     """
     from rclpy.executors import ExternalShutdownException, ShutdownException
 
     last_log = 0.0
     skipped = 0
-    while context is None or context.ok():
+    while (context is None or context.ok()) and not (stop is not None and stop.is_set()):
         try:
             executor.spin_once(timeout_sec=0.25)
         except (ShutdownException, ExternalShutdownException):
@@ -368,6 +368,25 @@ def spin(executor: Any, context: Any = None) -> None:
                 log.warning("executor: skipped a message it could not take (%d so far): %s", skipped, exc)
                 last_log = now
             _unstick(executor)
+
+
+def stop_executor(executor: Any, timeout_sec: float = 2.0) -> bool:
+    """
+    ``executor.shutdown`` that really waits for the callbacks in flight (True if they all finished).
+
+    Jazzy's ``Executor.shutdown`` sets its shut-down flag and then tests that same flag before waiting,
+    so it never waits; a node destroyed while a worker thread was still publishing crashed the camera
+    with SIGSEGV on Ctrl-C (CI, Jazzy only). The multi-threaded executor's pool is drained here too,
+    bounded by ``timeout_sec`` so a stuck callback cannot hang the clean-up.
+    """
+    done = bool(executor.shutdown(timeout_sec=timeout_sec))
+    pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
+    if pool is None or not hasattr(pool, "shutdown"):
+        return done
+    waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True}, name="executor-drain", daemon=True)
+    waiter.start()
+    waiter.join(timeout_sec)
+    return done and not waiter.is_alive()
 
 
 def _unstick(executor: Any) -> None:
@@ -403,7 +422,7 @@ def standalone(name: str = "dvs_cluster_transport", namespace: str = "", **kwarg
     thread.start()
 
     def shutdown() -> None:
-        executor.shutdown(timeout_sec=1.0)
+        stop_executor(executor)
         node.destroy_node()
         context.try_shutdown()
         thread.join(timeout=2.0)
