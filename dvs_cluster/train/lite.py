@@ -198,6 +198,17 @@ LITE_BUDGETS["lite-cpu-long-more"] = replace(
 # lite-cpu-long on the Lite1 encoder: ~1.35x a step here (2.0-2.15 s); about 3 h, so two sittings
 # (--slim-to, --resume).
 LITE_BUDGETS["lite1-cpu-long"] = replace(LITE_BUDGETS["lite-cpu-long"], variant="lite1")
+# A short CamVid-heavy cycle on a finished lite1-cpu-long run (--init-from its state; ~30 min): 7 of 8
+# crops real, a warm restart at half lite-cpu's peak. lite1-cpu-long ended with 1.75 points of card-set
+# headroom (64.25 against 62.5) and 2.4 short of CamVid's 62 (59.64): this spends some of the one on the other.
+LITE_BUDGETS["lite1-cpu-camvid"] = replace(
+    LITE_BUDGETS["lite1-cpu-long"],
+    frozen_steps=0,
+    finetune_steps=800,
+    lr=1e-3,
+    encoder_lr_mult=0.15,
+    real_per_batch=7,
+)
 LITE_BUDGETS["lite-tiny-amp"] = replace(_LITE_TINY, amp=True, loss_stride=2)
 LITE_BUDGETS["lite1-cpu-more"] = replace(LITE_BUDGETS["lite-cpu-more"], variant="lite1")
 LITE_BUDGETS["lite1-tiny"] = replace(_LITE_TINY, variant="lite1")
