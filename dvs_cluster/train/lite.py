@@ -200,7 +200,7 @@ LITE_BUDGETS["lite-cpu-long-more"] = replace(
 LITE_BUDGETS["lite1-cpu-long"] = replace(LITE_BUDGETS["lite-cpu-long"], variant="lite1")
 # A short CamVid-heavy cycle on a finished lite1-cpu-long run (--init-from its state; ~30 min): 7 of 8
 # crops real, a warm restart at half lite-cpu's peak. lite1-cpu-long ended with 1.75 points of card-set
-# headroom (64.25 against 62.5) and 2.4 short of CamVid's 62 (59.64): this spends some of the one on the other.
+# headroom (64.25 against 62.5) and 2.4 short of CamVid's 62 (59.64): this spends the one on the other.
 # Measured 2026-12-07 (0.47 h): CamVid 59.61, card set 62.90, wider 64.87: the card points went, CamVid
 # did not move. Not kept; the record of that run (docs/CAMVID.md).
 LITE_BUDGETS["lite1-cpu-camvid"] = replace(
