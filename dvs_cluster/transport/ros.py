@@ -37,6 +37,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .base import Handle, LivelinessCallback, MessageCallback, Payload, Transport
@@ -380,8 +381,8 @@ def stop_executor(executor: Any, timeout_sec: float = 2.0) -> bool:
     bounded by ``timeout_sec`` so a stuck callback cannot hang the clean-up.
     """
     done = bool(executor.shutdown(timeout_sec=timeout_sec))
-    pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's ThreadPoolExecutor
-    if pool is None or not hasattr(pool, "shutdown"):
+    pool = getattr(executor, "_executor", None)  # MultiThreadedExecutor's pool (rclpy internals)
+    if not isinstance(pool, ThreadPoolExecutor):
         return done
     waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True}, name="executor-drain", daemon=True)
     waiter.start()

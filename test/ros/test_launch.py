@@ -343,10 +343,11 @@ def test_camera_ctrl_c_while_publishing_exits_cleanly(tmp_path: Path) -> None:
     """
     Ctrl-C lands while the camera is publishing to a subscriber: exit 0, never SIGSEGV.
 
-    On Jazzy ``Executor.shutdown`` does not wait for callbacks in flight, and the camera's node was
-    destroyed under a publishing worker thread (exit -11 in CI); ``run_node`` now drains the executor.
-    A fast camera with a live subscriber makes a publish in flight at the signal likely; several
-    rounds at different phases make it near sure.
+    CI saw the camera die with SIGSEGV on Ctrl-C on Jazzy: rclpy's signal handler shut the context down
+    from its own thread while the node was being destroyed (``run_node`` now owns the signals and cleans
+    up once). ``ros2 run`` forwards the group's SIGINT, so the node gets it twice, as under ``ros2 launch``.
+    A fast camera with a live subscriber puts a publish in flight at the signal; six rounds at
+    different phases of its cycle.
     """
     codes: list[int | str] = []
     for i in range(6):
