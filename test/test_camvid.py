@@ -177,6 +177,51 @@ def test_set_cross_entropy_matches_ce() -> None:
     assert float(set_cross_entropy(logits, y, src, wide, w)) <= float(got) + 1e-6
 
 
+@needs_torch
+@pytest.mark.train
+def test_set_lovasz_matches_the_paper_loop() -> None:
+    """Identity sets give Berman et al.'s per-class loop; a perfect net scores 0; wider sets cost no more."""
+    import torch
+    import torch.nn.functional as F
+
+    from dvs_cluster.train.camvid_train import set_lovasz
+
+    def reference(logits: torch.Tensor, y: torch.Tensor) -> float:
+        # lovasz_softmax_flat of the authors' repository (classes="present"), one class at a time
+        p = F.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, NUM_CLASSES)
+        lab = y.reshape(-1)
+        p, lab = p[lab != IGNORE_LABEL], lab[lab != IGNORE_LABEL]
+        losses = []
+        for c in range(NUM_CLASSES):
+            fg = (lab == c).float()
+            if fg.sum() == 0:
+                continue
+            errors, perm = torch.sort((fg - p[:, c]).abs(), descending=True)
+            gt = fg[perm]
+            inter, union = gt.sum() - gt.cumsum(0), gt.sum() + (1 - gt).cumsum(0)
+            jac = 1.0 - inter / union
+            jac[1:] = jac[1:] - jac[:-1]
+            losses.append(torch.dot(errors, jac))
+        return float(torch.stack(losses).mean())
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, NUM_CLASSES, 6, 7, generator=g)
+    y = torch.randint(0, NUM_CLASSES, (2, 6, 7), generator=g)
+    y[0, 0, :3] = IGNORE_LABEL
+    ident = torch.from_numpy(np.stack([R.identity_sets(), R.identity_sets()]))
+    src = torch.tensor([0, 1])
+    got = set_lovasz(logits, y, src, ident)
+    assert float(got) == pytest.approx(reference(logits, y), rel=1e-5)
+    perfect = 40.0 * F.one_hot(torch.where(y == IGNORE_LABEL, 0, y), NUM_CLASSES).permute(0, 3, 1, 2).float()
+    assert float(set_lovasz(perfect, y, src, ident)) < 1e-6
+    wide = torch.from_numpy(np.stack([R.identity_sets(), R.camvid_target_sets()]))
+    assert float(set_lovasz(logits, y, src, wide)) <= float(got) + 1e-6
+    logits.requires_grad_(True)
+    set_lovasz(logits, y, src, ident).backward()
+    assert logits.grad is not None and bool(torch.isfinite(logits.grad).all())
+    assert float(logits.grad.abs().sum()) > 0
+
+
 @needs_camvid
 @needs_torch
 def test_video_sweep_shares_the_reference() -> None:

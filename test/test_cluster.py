@@ -150,9 +150,15 @@ def test_run_two_slaves_matches_single_per_path_and_key(models: Path, tmp_path: 
         else:
             assert (r["score"] < th) == (path == "seg")
     assert same > 0
-    if rep["region_steps"]["flow"]:
-        # The two slaves share keys through the master: some key must have been forwarded.
-        assert rep["scheduler"]["forwarded_keys"] > 0
+    # A slave holds only the keys it computed and the ones the master forwarded to it: a flow step
+    # from a key another slave computed proves forwarding happened. (With key affinity each region
+    # may stay on one slave for all 8 frames, so forwarding itself is timing-dependent.)
+    own = {(r["slave"], r["region"], r["sequence"]) for r in trace["regions"] if r["path"] == "seg"}
+    borrowed = [
+        r for r in trace["regions"] if r["path"] == "flow" and (r["slave"], r["region"], r["key"]) not in own
+    ]
+    if borrowed:
+        assert rep["scheduler"]["forwarded_keys"] > 0, borrowed
 
 
 def test_run_two_slaves_propagated_chains(models: Path, tmp_path: Path) -> None:
