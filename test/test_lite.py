@@ -216,3 +216,24 @@ def test_untrained_variant_is_timed_with_the_contract(tmp_path: Path) -> None:
     assert lg.shape == (1, NUM_CLASSES, 64, 128)
     ms = side_by_side_ms([d, ROOT / "models"], rounds=1, repeats=2)
     assert set(ms) == {str(d), str(ROOT / "models")} and all(v > 0 for v in ms.values())
+
+
+@needs_weights
+@pytest.mark.train
+@pytest.mark.parametrize("path", sorted((ROOT / "checkpoints").glob("*.pt")), ids=lambda p: p.name)
+def test_carried_states_still_resume(path: Path) -> None:
+    """Each committed training state names a budget whose settings still match it (--resume and
+    --init-from of it keep working after LiteBudget gains a field) and loads into that budget's net."""
+    from dataclasses import asdict
+
+    import torch
+
+    from dvs_cluster.train.lite import LITE_BUDGETS, build_net, saved_budget
+
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    assert st.get("slim") and st["optimizer"] is None  # what checkpoints/README.md promises
+    b = LITE_BUDGETS[st["budget_name"]]
+    assert saved_budget(st["budget"]) == asdict(b)
+    net = build_net(b, pretrained=False)
+    net.load_state_dict(st["state_dict"])  # strict: every tensor, every shape
+    assert st["done"] == (st["step"] >= b.steps)
