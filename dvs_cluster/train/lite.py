@@ -483,7 +483,7 @@ def _device_draw(
 
 
 def saved_budget(saved: dict[str, Any]) -> dict[str, Any]:
-    """A state's budget with the fields added since it was written at their defaults (those change nothing)."""
+    """A state's budget, fields added since it was written at their defaults (which change nothing)."""
     defaults = {f.name: f.default for f in fields(LiteBudget) if f.default is not MISSING}
     return {**defaults, **saved}
 
