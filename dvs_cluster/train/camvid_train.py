@@ -175,6 +175,13 @@ def mixed_class_weights(synth: D.SegSet, real: R.RealSet, real_share: float) -> 
     return torch.tensor(np.clip(w, 0.0, 10.0), dtype=torch.float32)
 
 
+def _accepted(target: Tensor, source: Tensor, sets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(valid pixels, target with ignored pixels at 0, accepted trainIds (N, C, H, W)) of a batch."""
+    valid = target != IGNORE_LABEL
+    t = torch.where(valid, target, torch.zeros_like(target))
+    return valid, t, sets[source.view(-1, 1, 1), t].permute(0, 3, 1, 2)
+
+
 def set_cross_entropy(logits: Tensor, target: Tensor, source: Tensor, sets: Tensor, weight: Tensor) -> Tensor:
     """
     Class-weighted CE with set-valued targets.
@@ -183,9 +190,7 @@ def set_cross_entropy(logits: Tensor, target: Tensor, source: Tensor, sets: Tens
     into sets (S, C, C) bool, sets[s, t, k] = trainId k is correct for label t of source s. Per pixel
     the loss is -log sum_{k accepted} softmax_k, weighted by weight[t]; identity sets give plain CE.
     """
-    valid = target != IGNORE_LABEL
-    t = torch.where(valid, target, torch.zeros_like(target))
-    accepted = sets[source.view(-1, 1, 1), t].permute(0, 3, 1, 2)  # (N, C, H, W)
+    valid, t, accepted = _accepted(target, source, sets)
     logp = F.log_softmax(logits, dim=1)
     lse = torch.logsumexp(logp.masked_fill(~accepted, float("-inf")), dim=1)
     w = weight[t] * valid.to(logits.dtype)
@@ -201,9 +206,7 @@ def set_lovasz(logits: Tensor, target: Tensor, source: Tensor, sets: Tensor) -> 
     labelled one's (the grouped CamVid score's view), then the batch's Jaccard loss of each present
     class is averaged. Sorted per class in one ``torch.sort`` over (pixels, classes): no Python loop.
     """
-    valid = target != IGNORE_LABEL
-    t = torch.where(valid, target, torch.zeros_like(target))
-    accepted = sets[source.view(-1, 1, 1), t].permute(0, 3, 1, 2)  # (N, C, H, W)
+    valid, t, accepted = _accepted(target, source, sets)
     p = F.softmax(logits, dim=1)
     q = p.masked_fill(accepted, 0.0).scatter(1, t.unsqueeze(1), (p * accepted).sum(1, keepdim=True))
     c = logits.shape[1]
