@@ -112,3 +112,33 @@ def test_seg_set_parallel_and_cached(tmp_path: Path) -> None:
     assert np.array_equal(one.images, two.images) and np.array_equal(one.labels, two.labels)
     again = D.make_seg_set([1000, 1001], 2, 5, cache=tmp_path)
     assert isinstance(again.images, np.memmap) and np.array_equal(again.labels, one.labels)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="needs the [train] extra")
+def test_dn2_keep_better_keeps_whichever_ranks_the_pairs_better(tmp_path: Path) -> None:
+    """seg_chain's --keep-better: a refit that ranks worse than the file it replaces leaves that file."""
+    import torch
+
+    from dvs_cluster.train import dn2
+    from dvs_cluster.train.cost import session
+
+    models = ROOT / "models"
+    ev = dn2.samples(models, "dis", [9020], 8, 3, 4, 0)
+    shipped = (models / "dn2_dis.onnx").read_bytes()
+    torch.manual_seed(0)
+    path = tmp_path / "dn2_dis.onnx"
+    dn2.export(dn2.DecisionNetV2(), path, ev, {})  # a refit that learned nothing
+    untrained = path.read_bytes()
+    record = {"command": "refit", "eval": dn2.evaluate(session(path, 1), ev)}
+    kept = dn2.keep_better(path, shipped, record, {"command": "shipped"}, ev)
+    assert path.read_bytes() == shipped
+    assert kept["command"] == "shipped"
+    assert kept["kept_over_refit"]["spearman"] == record["eval"]["spearman"]
+    assert kept["eval"]["spearman"] > record["eval"]["spearman"] + 0.2
+    # The other way round: the shipped net as the refit replaces the untrained file.
+    path.write_bytes(shipped)
+    good = {"command": "shipped", "eval": dn2.evaluate(session(path, 1), ev)}
+    kept = dn2.keep_better(path, untrained, good, {"command": "refit"}, ev)
+    assert path.read_bytes() == shipped
+    assert kept["command"] == "shipped"
+    assert kept["replaced"]["spearman"] == record["eval"]["spearman"]

@@ -195,6 +195,33 @@ def export(net: DecisionNetV2, path: Path, s: DNSamples, meta: dict[str, str]) -
     return {"score": float(np.abs(got - ref).max())}
 
 
+def keep_better(
+    path: Path, previous: bytes, record: dict[str, Any], previous_record: dict[str, Any], ev: DNSamples
+) -> dict[str, Any]:
+    """
+    The refit or the file it replaces, whichever ranks the held-out pairs better; the training record to keep.
+
+    A new seg net moves the DN's targets, but a refit on 20 synthetic sequences can still lose to the DN
+    it replaces (issue 19: 0.869 against 0.907), and the chain should not ship the worse of the two.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        old_path = Path(tmp) / path.name
+        old_path.write_bytes(previous)
+        old = evaluate(session(old_path, 1), ev)
+    new_rho, old_rho = record["eval"]["spearman"], old["spearman"]
+    log(f"[dn2] keep-better: refit {new_rho:.3f}, previous file {old_rho:.3f}")
+    if new_rho >= old_rho:
+        return {**record, "replaced": {"spearman": old_rho}}
+    path.write_bytes(previous)
+    return {
+        **previous_record,
+        "eval": {**old, "seeds": list(EVAL_SEEDS)},
+        "kept_over_refit": {"command": record["command"], "spearman": new_rho, "eval_spearman_kept": old_rho},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build samples, train, export and evaluate the DN v2 of one flow source."""
     ap = argparse.ArgumentParser(prog="python -m dvs_cluster.train.dn2", description=__doc__)
@@ -208,12 +235,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-eval", action="store_true", help="skip the held-out Spearman")
     ap.add_argument(
+        "--keep-better",
+        action="store_true",
+        help="if the output file exists, keep it when it scores a higher held-out Spearman than the refit",
+    )
+    ap.add_argument(
         "--warp-from",
         choices=("previous", "key"),
         default="previous",
         help="the flow path it judges: warping the previous step's output (the runtime default) or the key",
     )
     a = ap.parse_args(argv)
+    if a.keep_better and a.no_eval:
+        ap.error("--keep-better needs the held-out evaluation (drop --no-eval)")
     cmd = "python -m dvs_cluster.train.dn2 " + " ".join(
         shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])
     )
@@ -231,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = LoopConfig(a.steps, 256, 0, 0, 2e-3, log_every=500)
     net, res = train(tr, cfg, a.seed)
     path = out / DN2_FILES[kind]
+    previous = path.read_bytes() if a.keep_better and path.is_file() else None
     meta = {
         "training_command": cmd,
         "flow_source": spec,
@@ -264,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     record["total_seconds"] = round(time.time() - t0, 1)
     info_path = out / "training.json"
     info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.exists() else {}
+    if previous is not None:
+        record = keep_better(path, previous, record, info.get("dn2", {}).get(kind, {}), ev)
     info.setdefault("dn2", {})[kind] = record
     info_path.write_text(json.dumps(info, indent=2))
     return 0
