@@ -349,6 +349,13 @@ def runtime_sections(training: dict[str, Any], metrics: dict[str, Any]) -> list[
                 f"- `{_home(str(rec.get('command')))}`: {_f(rec.get('total_seconds', 0) / 60, 1)} min, "
                 f"{rec.get('samples')} samples"
             )
+            kept = rec.get("kept_over_refit")
+            if kept:
+                add(
+                    f"  (fitted on an earlier seg net's targets; kept over a refit on this one, "
+                    f"`{_home(str(kept['command']))}`, which ranked the held-out pairs at "
+                    f"{_f(kept['spearman'], 3)} against this file's {_f(kept['eval_spearman_kept'], 3)})"
+                )
             ts = rec.get("threshold_selection")
             if ts:
                 sel, chk = ts["selection"], ts["check"]
