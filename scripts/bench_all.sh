@@ -5,7 +5,8 @@
 #   BENCHMARKS.md#real    real video without labels (agreement with SegPath): OpenCV's vtest.avi, tree.avi
 #                         and Megamind.avi (Debian's opencv-doc; VIDEOS=dir, default ~/.cache/dvs_cluster)
 #   BENCHMARKS.md         the cluster bench (1+1 ... 1+6, options, simulator, planner calibration)
-# Pass the parts to run: scripts/bench_all.sh single fps30 real cluster (default: all). ~1.5 h on 2 cores.
+# Pass the parts to run: scripts/bench_all.sh single fps30 real cluster (default: all). 26 min on 2 cores
+# with the Lite1 seg net (2026-12-08; ~1.5 h with the slower net before it).
 # Other jobs on the machine skew the speeds; stop them first (kill -STOP <pid>, kill -CONT after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
