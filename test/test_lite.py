@@ -237,3 +237,103 @@ def test_carried_states_still_resume(path: Path) -> None:
     net = build_net(b, pretrained=False)
     net.load_state_dict(st["state_dict"])  # strict: every tensor, every shape
     assert st["done"] == (st["step"] >= b.steps)
+
+
+@needs_weights
+@pytest.mark.train
+@pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
+def test_soup_averages_finished_states_and_exports_with_their_record(tmp_path: Path) -> None:
+    """train/soup.py: the mean of two finished states' weights, exported by --resume of the last
+    one's budget, with every input's commands and the soup's own on the card's record."""
+    import torch
+
+    from dvs_cluster.train import soup
+    from dvs_cluster.train.lite import STATE_FILE, main
+
+    common = ["--base", str(ROOT / "models"), "--camvid-tar", str(CAMVID_TAR), "--threads", "1"]
+    w1 = tmp_path / "w1"
+    assert main(["--budget", "lite-tiny", "--work", str(w1), "--out", str(tmp_path / "m1"), *common]) == 0
+    st = torch.load(w1 / STATE_FILE, weights_only=False)
+    key = [k for k, v in st["state_dict"].items() if k.endswith("bias") and v.shape == (NUM_CLASSES,)][-1]
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save(st, a)
+    marked = {k: v.clone() for k, v in st["state_dict"].items()}
+    marked[key] = marked[key] + 8.0
+    torch.save({**st, "state_dict": marked, "commands": [*st["commands"], "second run"]}, b)
+
+    bad_shape = {**marked, key: torch.zeros(NUM_CLASSES + 1)}
+    torch.save({**st, "state_dict": bad_shape}, tmp_path / "other.pt")
+    torch.save({**st, "done": False}, tmp_path / "unfinished.pt")
+    out = tmp_path / "w2" / STATE_FILE
+    for bad in ("other.pt", "unfinished.pt", "none.pt"):
+        assert soup.main([str(out), str(a), str(tmp_path / bad)]) == 2
+    assert soup.main([str(out), str(a)]) == 2
+    assert not out.exists()
+
+    assert soup.main([str(out), str(a), str(b)]) == 0
+    s = torch.load(out, weights_only=False)
+    assert s["done"] and s["slim"] and s["optimizer"] is None
+    diff = s["state_dict"][key] - st["state_dict"][key]
+    assert torch.allclose(diff, torch.full_like(diff, 4.0), atol=1e-4)
+    assert s["commands"][-2] == "second run" and s["commands"][-1].startswith(
+        "python -m dvs_cluster.train.soup"
+    )
+    assert s["commands"].count(st["commands"][0]) == 1
+    m2 = tmp_path / "m2"
+    assert (
+        main(["--budget", "lite-tiny", "--resume", "--work", str(out.parent), "--out", str(m2), *common]) == 0
+    )
+    info = json.loads((m2 / "training.json").read_text())["stages"]["seg"]
+    assert [x["path"] for x in info["soup_of"]] == [str(a), str(b)]
+    assert "dvs_cluster.train.soup" in info["command"]
+
+
+@needs_weights
+@pytest.mark.train
+@pytest.mark.skipif(not CAMVID_TAR.is_file(), reason="../shared/datasets/camvid.tar absent")
+def test_calibrate_adds_fitted_biases_that_the_exported_graph_carries(tmp_path: Path) -> None:
+    """train/calibrate.py: biases fitted on training data never lower the objective, keep the synthetic
+    frames within the allowed drop, and reach the exported seg.onnx's logits exactly."""
+    import onnxruntime as ort
+    import torch
+
+    from dvs_cluster.train import calibrate
+    from dvs_cluster.train.lite import STATE_FILE, main
+
+    common = ["--base", str(ROOT / "models"), "--camvid-tar", str(CAMVID_TAR), "--threads", "1"]
+    w1, m1 = tmp_path / "w1", tmp_path / "m1"
+    assert main(["--budget", "lite-tiny", "--work", str(w1), "--out", str(m1), *common]) == 0
+    out = tmp_path / "w2" / STATE_FILE
+    cal = [str(out), str(w1 / STATE_FILE), "--camvid-tar", str(CAMVID_TAR)]
+    cal += ["--camvid-limit", "2", "--synth-seeds", "1", "--synth-drop", "0.5", "--threads", "1"]
+    st = torch.load(w1 / STATE_FILE, weights_only=False)
+    torch.save({**st, "done": False}, tmp_path / "unfinished.pt")
+    assert calibrate.main([str(out), str(tmp_path / "unfinished.pt"), *cal[2:]]) == 2
+    assert calibrate.main([str(out), str(tmp_path / "none.pt"), *cal[2:]]) == 2
+    assert not out.exists()
+
+    assert calibrate.main(cal) == 0
+    s = torch.load(out, weights_only=False)
+    rec = s["calibration"]
+    assert rec["camvid_train_miou_after"] > rec["camvid_train_miou_before"]  # an untrained net gains
+    assert rec["synth_train_miou_after"] >= rec["synth_train_miou_before"] - 0.5 - 0.01
+    bias = np.asarray(rec["bias"], np.float32)
+    assert np.allclose((s["state_dict"]["cls.bias"] - st["state_dict"]["cls.bias"]).numpy(), bias, atol=1e-4)
+    assert s["commands"][-1].startswith("python -m dvs_cluster.train.calibrate")
+    assert calibrate.main([str(tmp_path / "twice.pt"), str(out), *cal[2:]]) == 2  # biases would add up
+
+    m2 = tmp_path / "m2"
+    assert (
+        main(["--budget", "lite-tiny", "--resume", "--work", str(out.parent), "--out", str(m2), *common]) == 0
+    )
+    info = json.loads((m2 / "training.json").read_text())["stages"]["seg"]
+    assert info["calibration"]["bias"] == rec["bias"]
+    img = np.random.default_rng(1).integers(0, 256, (1, 256, 512, 3), dtype=np.uint8)
+    runs = [
+        ort.InferenceSession(str(m / "seg.onnx"), providers=["CPUExecutionProvider"]).run(
+            None, {"image": img}
+        )[0]
+        for m in (m1, m2)
+    ]
+    shift = (runs[1] - runs[0]).mean(axis=(0, 2, 3))
+    assert np.allclose(shift, bias, atol=1e-3)

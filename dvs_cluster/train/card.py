@@ -97,6 +97,20 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
             "  Apache License 2.0; architecture from `efficientnet-lite-pytorch` 0.1.0, Apache-2.0), used for"
         )
         add("  training only; `test/test_lite.py` checks that they classify a real photo correctly.")
+        if s_seg.get("soup_of"):
+            names = ", ".join(f"`{x.get('budget_name')}`" for x in s_seg["soup_of"])
+            add(f"  Weights: the uniform mean of the finished runs {names} (`train/soup.py`).")
+        cal = s_seg.get("calibration")
+        if cal:
+            add(
+                "  Per-class logit biases in the classifier (`train/calibrate.py`, chosen on training data"
+                f" only): CamVid train+val mIoU {cal['camvid_train_miou_before']} -> "
+                f"{cal['camvid_train_miou_after']},"
+            )
+            add(
+                f"  synthetic training frames {cal['synth_train_miou_before']} -> "
+                f"{cal['synth_train_miou_after']}; biases {cal['bias']}."
+            )
     else:
         add("- seg: strided 3x3 conv stem to 1/4, depthwise-separable residual blocks to 1/32, ASPP-lite")
         add("  context (1x1 + dilated depthwise rates 2, 4 + global pooling), decoder at 1/8, skip at 1/4.")

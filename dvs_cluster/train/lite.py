@@ -249,7 +249,8 @@ LITE_BUDGETS["lite1-cpu-lovasz3"] = replace(
 # lite1-cpu-lovasz3 once more (--init-from its state; ~25 min) with three quarters of the crops placed by
 # rare-class sampling instead of half: the thin classes, not the loss grid, may be what the cycles lack.
 # Measured 2026-12-08 (0.34 h): CamVid 60.92 against 61.07, card set 65.61, wider 68.34 against 68.77:
-# more rare crops do not help; not kept (docs/CAMVID.md).
+# more rare crops do not help alone; its state is one of the three that train/soup.py averages into the
+# shipped seg net (checkpoints/lite1-cpu-lovasz4.pt, docs/CAMVID.md).
 LITE_BUDGETS["lite1-cpu-lovasz4"] = replace(LITE_BUDGETS["lite1-cpu-lovasz3"], finetune_steps=600, rare=0.75)
 LITE_BUDGETS["lite-tiny-amp"] = replace(_LITE_TINY, amp=True, loss_stride=2)
 LITE_BUDGETS["lite1-cpu-more"] = replace(LITE_BUDGETS["lite-cpu-more"], variant="lite1")
@@ -552,6 +553,10 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
         "loop_seconds": round(float(state["seconds"]), 1),
         # Set when this run started from an earlier run's weights: its steps and seconds add to these.
         "init_from": state.get("init_from"),
+        # Set when these weights are a mean of finished states (train/soup.py): which ones.
+        "soup_of": state.get("soup_of"),
+        # Set when per-class logit biases were added after training (train/calibrate.py).
+        "calibration": state.get("calibration"),
         "sittings": len(state.get("commands", [])),
         "sitting_hosts": state.get("sitting_hosts"),
         "final_loss_ema": None if state["loss_ema"] is None else round(float(state["loss_ema"]), 4),
@@ -736,6 +741,9 @@ def main(argv: list[str] | None = None) -> int:
         "init_from": resume.get("init_from") if resume else init_record(init, a.init_from),
         # One entry a sitting (states written before 2026-12-07 have none): step times differ by host.
         "sitting_hosts": [*(resume.get("sitting_hosts", []) if resume else []), sitting_host(b, device)],
+        # What was done to the finished weights after training (train/soup.py, train/calibrate.py):
+        # the resumed state's record of it goes on into the state file and the export.
+        **{k: resume[k] for k in ("soup_of", "calibration") if resume is not None and resume.get(k)},
         "data_description": (
             f"{len(synth.images)} synthetic frames 1024x512 + {len(real)} CamVid images ({real.name}) at the "
             f"run-time scale x{b.jitter[0]}..{b.jitter[1]}; {b.real_per_batch} of {b.batch} crops real, "
