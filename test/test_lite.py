@@ -337,3 +337,22 @@ def test_calibrate_adds_fitted_biases_that_the_exported_graph_carries(tmp_path: 
     ]
     shift = (runs[1] - runs[0]).mean(axis=(0, 2, 3))
     assert np.allclose(shift, bias, atol=1e-3)
+
+
+def test_card_states_the_whole_seg_training_chain() -> None:
+    """The card sums the loops of a seg net continued over runs (--init-from), oldest first."""
+    from dvs_cluster.train.card import _init_chain
+
+    seg = {
+        "budget_name": "c",
+        "steps": 30,
+        "loop_seconds": 300.0,
+        "init_from": {
+            "budget_name": "b",
+            "steps": 20,
+            "loop_seconds": 200.0,
+            "init_from": {"budget_name": "a", "steps": 10, "loop_seconds": 100.0, "init_from": None},
+        },
+    }
+    assert _init_chain(seg) == [("a", 10, 100.0), ("b", 20, 200.0), ("c", 30, 300.0)]
+    assert _init_chain({"steps": 5, "loop_seconds": 1.0, "init_from": None}) == []

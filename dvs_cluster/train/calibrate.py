@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": f"CamVid {'+'.join(b.camvid_splits)} (every 2nd label pixel), synthetic seeds "
             f"{seeds[0]}-{seeds[-1]} x 4 frames; test never seen",
             "synth_drop": a.synth_drop,
+            "seconds": round(time.time() - t0, 1),
             **scores,
         },
     }

@@ -9,6 +9,22 @@ from typing import Any
 from dvs_cluster.core.classes import CLASS_NAMES, PALETTE
 
 
+def _init_chain(seg: dict[str, Any]) -> list[tuple[str, int, float]]:
+    """(budget, steps, loop seconds) of the seg run and the finished runs it started from, oldest first."""
+    runs = []
+    node: dict[str, Any] | None = seg.get("init_from")
+    while node:
+        runs.append(
+            (str(node.get("budget_name")), int(node.get("steps", 0)), float(node.get("loop_seconds", 0.0)))
+        )
+        node = node.get("init_from")
+    runs.reverse()
+    if runs:
+        last = str(seg.get("budget_name", "the last run"))
+        runs.append((last, int(seg.get("steps", 0)), float(seg.get("loop_seconds", 0.0))))
+    return runs
+
+
 def _f(x: Any, nd: int = 2) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
@@ -221,6 +237,31 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
         )
     else:
         add(f"Training wall time (sum of stages, incl. data generation and export): {total / 60:.1f} min.")
+    runs = _init_chain(s_seg)
+    if len(runs) > 1:
+        loops = sum(sec for _, _, sec in runs)
+        add(
+            f"The seg net's training loops, this run and the runs it started from (`--init-from`), oldest "
+            f"first: {', '.join(f'{name} {steps} steps {sec / 60:.0f} min' for name, steps, sec in runs)}; "
+            f"{loops / 3600:.1f} h of loop on 2 CPU cores"
+            + (
+                f", then the mean of {len(s_seg['soup_of'])} of them (`train/soup.py`, seconds)"
+                if s_seg.get("soup_of")
+                else ""
+            )
+            + (
+                " and the logit calibration (`train/calibrate.py`"
+                + (
+                    f", {s_seg['calibration']['seconds'] / 60:.0f} min"
+                    if "seconds" in s_seg["calibration"]
+                    else ""
+                )
+                + ")"
+                if s_seg.get("calibration")
+                else ""
+            )
+            + "."
+        )
     add(
         f"Losses: seg class-weighted CE, flow multi-scale masked EPE, DN MSE. Held-out eval seeds start at "
         f"{sr.get('eval_from', '-')} (never used in training)."

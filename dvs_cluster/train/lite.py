@@ -544,6 +544,7 @@ def export_seg(net: EffSegNet, out: Path, real: R.RealSet, state: dict[str, Any]
         "command": " && ".join(state.get("commands", [cmd])),
         "commands": list(state.get("commands", [cmd])),
         "recipe": "lite (train/lite.py): frozen encoder, then fine-tune; encoder BN frozen",
+        "budget_name": state["budget_name"],
         "device": state.get("device", "cpu"),
         "torch": torch.__version__,
         "threads": state.get("threads"),
