@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
@@ -34,7 +33,7 @@ import torch
 from dvs_cluster.core.classes import NUM_CLASSES
 from dvs_cluster.train import data as D
 from dvs_cluster.train import datasets as R
-from dvs_cluster.train.flowpath import miou
+from dvs_cluster.train.flowpath import confusion, miou, upsample
 from dvs_cluster.train.lite import LITE_BUDGETS, build_net, save_state
 from dvs_cluster.train.realeval import camvid_confusion, camvid_scores
 
@@ -58,11 +57,7 @@ def _region_logits(net: torch.nn.Module, frame: U8) -> F32:
     rb = region_batch(frame)
     with torch.no_grad():
         lg = net(torch.from_numpy(rb)).numpy()
-    rh, rw = rb.shape[1:3]
-    up = [
-        cv2.resize(np.ascontiguousarray(lg[r].transpose(1, 2, 0)), (rw, rh), interpolation=cv2.INTER_LINEAR)
-        for r in range(4)
-    ]
+    up = [upsample(lg[r], rb.shape[1], rb.shape[2]) for r in range(4)]
     out: F32 = np.concatenate([np.concatenate(up[:2], 1), np.concatenate(up[2:], 1)], 0)
     return out
 
@@ -115,10 +110,7 @@ def camvid_miou(p: Pixels, bias: F32) -> float:
 
 
 def synth_miou(p: Pixels, bias: F32) -> float:
-    pred = (p.logits + bias).argmax(1)
-    idx = p.labels.astype(np.int64) * NUM_CLASSES + pred
-    conf = np.bincount(idx, minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
-    return float(miou(conf))
+    return float(miou(confusion((p.logits + bias).argmax(1).astype(np.uint8), p.labels)))
 
 
 def fit_bias(cv: Pixels, syn: Pixels, synth_drop: float, rounds: int = 3) -> tuple[F32, dict[str, float]]:

@@ -240,26 +240,18 @@ def render(training: dict[str, Any], metrics: dict[str, Any]) -> str:
     runs = _init_chain(s_seg)
     if len(runs) > 1:
         loops = sum(sec for _, _, sec in runs)
+        after = []
+        if s_seg.get("soup_of"):
+            after.append(f"the mean of {len(s_seg['soup_of'])} of them (`train/soup.py`, seconds)")
+        cal = s_seg.get("calibration")
+        if cal:
+            mins = f", {cal['seconds'] / 60:.0f} min" if "seconds" in cal else ""
+            after.append(f"the logit calibration (`train/calibrate.py`{mins})")
         add(
             f"The seg net's training loops, this run and the runs it started from (`--init-from`), oldest "
             f"first: {', '.join(f'{name} {steps} steps {sec / 60:.0f} min' for name, steps, sec in runs)}; "
             f"{loops / 3600:.1f} h of loop on 2 CPU cores"
-            + (
-                f", then the mean of {len(s_seg['soup_of'])} of them (`train/soup.py`, seconds)"
-                if s_seg.get("soup_of")
-                else ""
-            )
-            + (
-                " and the logit calibration (`train/calibrate.py`"
-                + (
-                    f", {s_seg['calibration']['seconds'] / 60:.0f} min"
-                    if "seconds" in s_seg["calibration"]
-                    else ""
-                )
-                + ")"
-                if s_seg.get("calibration")
-                else ""
-            )
+            + (", then " + " and ".join(after) if after else "")
             + "."
         )
     add(

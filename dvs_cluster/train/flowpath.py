@@ -18,11 +18,16 @@ F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 
 
+def upsample(logits: F32, height: int, width: int) -> F32:
+    """(C, h, w) logits -> (height, width, C), bilinear, as the run time upsamples them."""
+    hwc = np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32)
+    out: F32 = np.asarray(cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR), np.float32)
+    return out
+
+
 def upsample_argmax(logits: F32, height: int, width: int) -> U8:
     """(C, h, w) logits -> (height, width) trainIds, bilinear upsampling before the argmax."""
-    hwc = np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32)
-    up = cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)
-    out: U8 = up.argmax(axis=2).astype(np.uint8)
+    out: U8 = upsample(logits, height, width).argmax(axis=2).astype(np.uint8)
     return out
 
 
